@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS temp.sync_staged_changes;
+DROP TABLE IF EXISTS temp.sync_staged_inserts

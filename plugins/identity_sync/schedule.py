@@ -1,0 +1,19 @@
+"""When the DAGs run and how they retry: named here so that the DAG files hold only wiring."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+NIGHTLY_CRON = "30 2 * * *"  # 02:30 UTC, after the nightly restores of the lower environments
+TIMEZONE = "UTC"
+RESTORE_ASSET_NAME = "users_db_restored"  # the restore pipeline emits it with extra={"environment": "<name>"}
+START_DATE_ISO = "2026-01-01"
+
+# Retries are for transient faults (network, throttling beyond our own backoff, a held lock);
+# refusals raise AirflowFailException and are never retried.
+RETRY_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=15),
+}

@@ -1,0 +1,72 @@
+"""The statements in include/sql/, per dialect, with the table name filled in safely.
+
+Values always travel as parameters. The only thing substituted into the text is the
+table name, which config validates as a plain identifier and which is quoted here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from identity_sync.config import PROJECT_ROOT
+
+SQL_DIR = PROJECT_ROOT / "include" / "sql"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "mysql" or "sqlite": the sub-folder of include/sql with its own statements
+    placeholder: str
+    quote: str
+
+    def identifier(self, name: str) -> str:
+        if not _IDENTIFIER.match(name):
+            raise ValueError(f"not a plain SQL identifier: {name!r}")
+        return f"{self.quote}{name}{self.quote}"
+
+
+MYSQL = Dialect("mysql", "%s", "`")
+SQLITE = Dialect("sqlite", "?", '"')
+DIALECTS = {"mysql": MYSQL, "sqlite": SQLITE}
+
+
+def dialect_for(conn_type: str) -> Dialect:
+    try:
+        return DIALECTS[conn_type]
+    except KeyError:
+        raise ValueError(f"connection type {conn_type!r} is not supported (use mysql or sqlite)") from None
+
+
+@cache
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def statements(name: str, dialect: Dialect, table: str | None = None) -> list[str]:
+    """The statements of ``include/sql/<dialect>/<name>.sql`` (or the shared ``<name>.sql``)."""
+    path = SQL_DIR / dialect.name / f"{name}.sql"
+    if not path.exists():
+        path = SQL_DIR / f"{name}.sql"
+    text = _read(path)
+    if table is not None:
+        text = text.replace("{table}", dialect.identifier(table))
+    text = text.replace("%s", dialect.placeholder)
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def statement(name: str, dialect: Dialect, table: str | None = None) -> str:
+    """The single statement of a file."""
+    (only,) = statements(name, dialect, table)
+    return only
+
+
+def schema_statement(dialect: Dialect, table: str) -> str:
+    """CREATE TABLE for the reference Users table (demo and tests)."""
+    path = SQL_DIR / "schema" / f"users.{dialect.name}.sql"
+    lines = [line for line in _read(path).splitlines() if not line.lstrip().startswith("--")]
+    return "\n".join(lines).replace("{table}", dialect.identifier(table)).strip()

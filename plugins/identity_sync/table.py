@@ -1,0 +1,209 @@
+"""The Users table: read it, and apply a Plan in one transaction under a per-environment lock.
+
+Set-based: the changed rows are staged into temporary tables with executemany, then a
+handful of statements join them onto Users. Nothing else touches the table, so the
+plan is the complete record of what a run changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from identity_sync.config import Environment
+from identity_sync.identity import normalise_emails
+from identity_sync.reconcile import TABLE_COLUMNS, Plan
+from identity_sync.sql import Dialect, dialect_for, statement, statements
+
+log = logging.getLogger(__name__)
+
+
+class PlanDriftError(RuntimeError):
+    """The table changed between planning and applying; nothing was written."""
+
+
+class LockNotAcquiredError(RuntimeError):
+    """Another run holds this environment's lock."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    rows_updated: int
+    rows_inserted: int
+    cognito_ids_set: int
+    emails_set: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def database_hook(conn_id: str) -> Any:
+    """The DbApiHook of a connection (MySqlHook or SqliteHook), chosen by its conn_type."""
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id).get_hook()
+
+
+class UsersTable:
+    """One environment's Users table behind a DB-API connection."""
+
+    def __init__(self, connection: Any, dialect: Dialect, table: str, lock_name: str) -> None:
+        self.connection = connection
+        self.dialect = dialect
+        self.table = table
+        self.lock_name = lock_name
+
+    @classmethod
+    @contextmanager
+    def open(cls, env: Environment) -> Iterator[UsersTable]:
+        hook = database_hook(env.db_conn_id)
+        dialect = dialect_for(hook.get_connection(env.db_conn_id).conn_type)
+        connection = hook.get_conn()
+        try:
+            yield cls(connection, dialect, env.users_table, env.lock_name)
+        finally:
+            connection.close()
+
+    def _statement(self, name: str) -> str:
+        return statement(name, self.dialect, self.table)
+
+    def _scalar(self, cursor: Any, name: str, params: tuple[Any, ...] = ()) -> Any:
+        cursor.execute(self._statement(name), params)
+        return cursor.fetchone()[0]
+
+    def read(self) -> pd.DataFrame:
+        """UserID, InternalUserID, CognitoID, Email of every row."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._statement("read_users"))
+            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=TABLE_COLUMNS)
+        finally:
+            cursor.close()
+        frame["UserID"] = frame["UserID"].astype("int64")
+        for column in TABLE_COLUMNS[1:]:
+            frame[column] = frame[column].astype("string")
+        return frame
+
+    @contextmanager
+    def transaction(self, lock_timeout: int = 30) -> Iterator[Any]:
+        """BEGIN .. COMMIT under the environment's lock; any exception rolls everything back."""
+        cursor = self.connection.cursor()
+        locked = False
+        try:
+            if self.dialect.name == "mysql":
+                if self._scalar(cursor, "acquire_lock", (self.lock_name, lock_timeout)) != 1:
+                    raise LockNotAcquiredError(
+                        f"lock {self.lock_name!r} is held by another run (waited {lock_timeout}s); nothing was written"
+                    )
+                locked = True
+            else:
+                self.connection.isolation_level = None  # our BEGIN/COMMIT, not sqlite3's implicit ones
+            for sql in statements("begin", self.dialect):
+                cursor.execute(sql)
+            try:
+                yield cursor
+                self.connection.commit() if self.dialect.name == "mysql" else cursor.execute("COMMIT")
+            except BaseException:
+                self.connection.rollback() if self.dialect.name == "mysql" else cursor.execute("ROLLBACK")
+                raise
+        finally:
+            if locked:
+                cursor.execute(self._statement("release_lock"), (self.lock_name,))
+                cursor.fetchall()
+            cursor.close()
+
+    def apply(self, plan: Plan, lock_timeout: int = 30) -> ApplyResult:
+        """Apply the plan's changes and inserts, all or nothing."""
+        changes = staged_changes(plan.changes)
+        inserts = staged_inserts(plan.inserts)
+        if not changes and not inserts:
+            return ApplyResult(0, 0, 0, 0)
+        with self.transaction(lock_timeout) as cursor:
+            for name in ("drop_staging", "create_staged_changes", "create_staged_inserts"):
+                for sql in statements(name, self.dialect, self.table):
+                    cursor.execute(sql)
+            if changes:
+                cursor.executemany(self._statement("stage_change"), changes)
+            if inserts:
+                cursor.executemany(self._statement("stage_insert"), inserts)
+            drifted = self._scalar(cursor, "count_drifted_rows")
+            if drifted:
+                raise PlanDriftError(
+                    f"{drifted} of {len(changes)} rows to update changed since the plan was made; "
+                    "nothing was written: run the sync again"
+                )
+            present = self._scalar(cursor, "count_present_inserts")
+            if present:
+                raise PlanDriftError(
+                    f"{present} of {len(inserts)} InternalUserIDs to insert appeared since the plan was made; "
+                    "nothing was written: run the sync again"
+                )
+            for name in ("clear_changed_keys", "set_changed_keys"):
+                cursor.execute(self._statement(name))
+            inserted = 0
+            if inserts:
+                cursor.execute(self._statement("insert_staged_rows"))
+                inserted = cursor.rowcount
+                if inserted != len(inserts):
+                    raise RuntimeError(f"inserted {inserted} rows, expected {len(inserts)}; rolled back")
+            for sql in statements("drop_staging", self.dialect, self.table):
+                cursor.execute(sql)
+        kinds = plan.changes["column"].value_counts()
+        return ApplyResult(
+            rows_updated=len(changes),
+            rows_inserted=inserted,
+            cognito_ids_set=int(kinds.get("CognitoID", 0)),
+            emails_set=int(kinds.get("Email", 0)),
+        )
+
+
+def _none(value: Any) -> Any:
+    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
+
+
+def staged_changes(changes: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """One staging tuple per row, both columns at once.
+
+    A row must be cleared before the others are set when its old value is another
+    staged row's new value (a swap or a chain); only those rows are cleared.
+    """
+    if changes.empty:
+        return []
+    rows = changes["UserID"].drop_duplicates().reset_index(drop=True)
+    frame = pd.DataFrame({"UserID": rows})
+    ids = changes.drop_duplicates("UserID").set_index("UserID")["InternalUserID"]
+    frame["ExpectedInternalUserID"] = frame["UserID"].map(ids)
+    for column, norm in (("CognitoID", lambda s: s.astype("string")), ("Email", normalise_emails)):
+        mine = changes[changes["column"] == column].set_index("UserID")
+        wanted = set(norm(mine["new"]).dropna())
+        frame[f"Set{column}"] = frame["UserID"].isin(mine.index).astype(int)
+        frame[f"Old{column}"] = frame["UserID"].map(mine["old"])
+        frame[f"New{column}"] = frame["UserID"].map(mine["new"])
+        old_norm = norm(frame[f"Old{column}"].astype("string"))
+        frame[f"Clear{column}"] = (frame[f"Set{column}"].astype(bool) & old_norm.isin(wanted).fillna(False)).astype(int)
+    ordered = frame[
+        [
+            "UserID",
+            "ExpectedInternalUserID",
+            "SetCognitoID",
+            "ClearCognitoID",
+            "OldCognitoID",
+            "NewCognitoID",
+            "SetEmail",
+            "ClearEmail",
+            "OldEmail",
+            "NewEmail",
+        ]
+    ].astype(object)
+    ordered["UserID"] = ordered["UserID"].astype(int)
+    return [tuple(_none(v) for v in row) for row in ordered.itertuples(index=False, name=None)]
+
+
+def staged_inserts(inserts: pd.DataFrame) -> list[tuple[Any, ...]]:
+    columns = ["InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
+    return [tuple(_none(v) for v in row) for row in inserts[columns].astype(object).itertuples(index=False, name=None)]
