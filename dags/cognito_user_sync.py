@@ -126,6 +126,7 @@ def cognito_user_sync() -> None:
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def report(plans: list[dict[str, Any]], applied: list[dict[str, Any]]) -> dict[str, Any]:
+        plans, applied = list(plans[:]), list(applied[:])  # one slice request each, not a probe per item
         log.info("summary\n%s", sync.summary_table(plans, applied))
         return {p["environment"]: p["counts"] for p in plans}
 

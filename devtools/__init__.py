@@ -1,0 +1,1 @@
+"""Local tooling: the demo, the emulated AWS side and its stricter layer, data generators."""

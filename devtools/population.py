@@ -1,0 +1,178 @@
+"""A realistic three-environment population for the demo and the end-to-end tests.
+
+prod: every person has a user (with the attribute) and a row. The dev and qa tables are
+"restored" copies of prod's, so every CognitoID in them points at a prod identity. The
+dev pool then holds every case the sync must handle: prod users with a dev account
+(relink), changed e-mails, dev-only users, users created before the backfill (e-mail
+fallback, some with another case), users nobody knows, prod users without a dev account,
+and each kind of conflict. ``expected_counts`` says what a correct sync reports.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from identity_sync.cognito import user_attributes
+from identity_sync.sql import SQLITE, schema_statement
+
+ATTRIBUTE_NAME = "internal_user_id"
+ATTRIBUTE = f"custom:{ATTRIBUTE_NAME}"
+
+
+@dataclass(frozen=True)
+class Person:
+    internal_id: str
+    email: str
+    given_name: str
+    family_name: str
+
+
+@dataclass(frozen=True)
+class PoolUser:
+    """A user to create: ``internal_id`` None means created before the backfill (no attribute)."""
+
+    email: str | None
+    internal_id: str | None
+    given_name: str
+    family_name: str
+
+
+@dataclass
+class Scenario:
+    prod: list[Person]
+    dev_users: list[PoolUser]
+    qa_users: list[PoolUser]
+    expected_dev: dict[str, int] = field(default_factory=dict)
+
+    def prod_users(self) -> list[PoolUser]:
+        """prod's pool: every person, with the attribute (the backfill has run there)."""
+        return [PoolUser(p.email, p.internal_id, p.given_name, p.family_name) for p in self.prod]
+
+
+_FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim", "Katherine", "Linus"]
+_LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Lee"]
+
+
+def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
+    """The people and who has an account where; deterministic for a seed."""
+    rng = random.Random(seed)
+
+    def person(n: int, domain: str = "example.com") -> Person:
+        return Person(
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            f"user{n:06d}@{domain}",
+            rng.choice(_FIRST),
+            rng.choice(_LAST),
+        )
+
+    prod = [person(n) for n in range(prod_users)]
+    order = list(range(prod_users))
+    rng.shuffle(order)
+    take = iter(order)
+
+    def pick(count: int) -> list[Person]:
+        return [prod[next(take)] for _ in range(count)]
+
+    def keyed(p: Person, email: str | None = None) -> PoolUser:
+        return PoolUser(email or p.email, p.internal_id, p.given_name, p.family_name)
+
+    share = prod_users // 100
+    relinked = pick(prod_users * 80 // 100)
+    case_changed = pick(2 * share)  # relinked too; e-mail differs only in case: no e-mail update
+    renamed = pick(2 * share)  # relinked and e-mail changed in dev
+    before_backfill = pick(share)  # no attribute; matched by e-mail
+    before_backfill_case = pick(share // 2)  # no attribute; e-mail in another case
+    swap_a, swap_b = pick(1)[0], pick(1)[0]  # renamed onto each other's e-mail: a swap
+    collide_with = pick(1)[0]  # dev changed e-mail to another row's
+    collider = pick(1)[0]
+    insert_target = pick(1)[0]  # no dev account; a dev-only user took its e-mail
+    dup_id = pick(1)[0]  # two dev users carry this id
+    dev_only = [person(prod_users + n, "dev.example.com") for n in range(4 * share)]
+    insert_collides = person(prod_users + 4 * share, "dev.example.com")
+
+    dev: list[PoolUser] = [keyed(p) for p in relinked]
+    dev += [keyed(p, p.email.upper()) for p in case_changed]
+    dev += [keyed(p, p.email.replace("@", ".new@")) for p in renamed]
+    dev += [PoolUser(p.email, None, p.given_name, p.family_name) for p in before_backfill]
+    dev += [PoolUser(p.email.title(), None, p.given_name, p.family_name) for p in before_backfill_case]
+    dev += [keyed(swap_a, swap_b.email), keyed(swap_b, swap_a.email)]
+    dev += [keyed(collider, collide_with.email)]  # collide_with has no dev account: its row keeps the e-mail
+    dev += [keyed(dup_id), keyed(dup_id, dup_id.email.replace("@", ".twin@"))]
+    dev += [keyed(p) for p in dev_only]
+    dev += [PoolUser(insert_target.email, insert_collides.internal_id, "Insert", "Collides")]
+    dev += [PoolUser(f"stranger{n}@dev.example.com", None, "Un", "Known") for n in range(share)]
+    dev += [PoolUser(f"bad-id{n}@dev.example.com", f"legacy-{n}", "Bad", "Id") for n in range(3)]
+    dev += [PoolUser("twin@dev.example.com", None, "Twin", "One"), PoolUser("TWIN@dev.example.com", None, "Twin", "Two")]
+    rng.shuffle(dev)
+
+    relinks = len(relinked) + len(case_changed) + len(renamed) + 3  # + swap_a, swap_b, collider
+    fallbacks = len(before_backfill) + len(before_backfill_case)
+    expected = {
+        "relink": relinks,
+        "email_update": len(renamed) + 2,  # + the swap; the collider's new e-mail is a conflict
+        "email_fallback": fallbacks,
+        "insert": len(dev_only),
+        "stale": prod_users - relinks - fallbacks,  # prod rows whose person has no (usable) dev account
+        "unlinked": share,
+        # dup_id x2, bad ids x3, twins x2, the collider's e-mail, the colliding insert
+        "conflict": 2 + 3 + 2 + 1 + 1,
+        "unchanged": 0,
+    }
+    qa = [keyed(p) for p in prod[: prod_users // 5]]
+    return Scenario(prod=prod, dev_users=dev, qa_users=qa, expected_dev=expected)
+
+
+def create_pool(client: Any, name: str) -> str:
+    """A pool like production's: e-mail as username, the mutable id attribute in the schema."""
+    pool = client.create_user_pool(
+        PoolName=name,
+        UsernameAttributes=["email"],
+        Schema=[
+            {
+                "Name": ATTRIBUTE_NAME,
+                "AttributeDataType": "String",
+                "Mutable": True,
+                "StringAttributeConstraints": {"MinLength": "36", "MaxLength": "36"},
+            }
+        ],
+    )
+    return pool["UserPool"]["Id"]
+
+
+def create_users(client: Any, pool_id: str, users: Iterable[PoolUser], workers: int = 8) -> list[str]:
+    """AdminCreateUser for each, in parallel; returns the subs in input order."""
+
+    def create(user: PoolUser) -> str:
+        attributes = [{"Name": "given_name", "Value": user.given_name}, {"Name": "family_name", "Value": user.family_name}]
+        if user.email:
+            attributes.append({"Name": "email", "Value": user.email})
+        if user.internal_id:
+            attributes.append({"Name": ATTRIBUTE, "Value": user.internal_id})
+        username = user.email or str(uuid.uuid4())
+        response = client.admin_create_user(
+            UserPoolId=pool_id, Username=username, UserAttributes=attributes, MessageAction="SUPPRESS"
+        )
+        return user_attributes(response["User"])["sub"]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(create, users))
+
+
+def write_sqlite_table(path: Path, prod: list[Person], subs: list[str], table: str = "Users") -> None:
+    """A SQLite Users table holding prod's rows: what a restore from the prod snapshot leaves."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute(schema_statement(SQLITE, table))
+        db.executemany(
+            f'INSERT INTO "{table}" (InternalUserID, CognitoID, Email, FirstName, LastName) VALUES (?, ?, ?, ?, ?)',  # noqa: S608
+            [(p.internal_id, sub, p.email, p.given_name, p.family_name) for p, sub in zip(prod, subs, strict=True)],
+        )
+    db.close()
