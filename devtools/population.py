@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from identity_sync.cognito import user_attributes
-from identity_sync.sql import SQLITE, schema_statement
+from identity_sync.sql import SQLITE, schema_statement, statement
 
 ATTRIBUTE_NAME = "internal_user_id"
 ATTRIBUTE = f"custom:{ATTRIBUTE_NAME}"
@@ -109,7 +109,7 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
     dev += [PoolUser(insert_target.email, insert_collides.internal_id, "Insert", "Collides")]
     dev += [PoolUser(f"stranger{n}@dev.example.com", None, "Un", "Known") for n in range(share)]
     dev += [PoolUser(f"bad-id{n}@dev.example.com", f"legacy-{n}", "Bad", "Id") for n in range(3)]
-    dev += [PoolUser("twin@dev.example.com", None, "Twin", "One"), PoolUser("TWIN@dev.example.com", None, "Twin", "Two")]
+    dev += [PoolUser(email, None, "Twin", "One") for email in ("twin@dev.example.com", "TWIN@dev.example.com")]
     rng.shuffle(dev)
 
     relinks = len(relinked) + len(case_changed) + len(renamed) + 3  # + swap_a, swap_b, collider
@@ -150,7 +150,10 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser], workers: 
     """AdminCreateUser for each, in parallel; returns the subs in input order."""
 
     def create(user: PoolUser) -> str:
-        attributes = [{"Name": "given_name", "Value": user.given_name}, {"Name": "family_name", "Value": user.family_name}]
+        attributes = [
+            {"Name": "given_name", "Value": user.given_name},
+            {"Name": "family_name", "Value": user.family_name},
+        ]
         if user.email:
             attributes.append({"Name": "email", "Value": user.email})
         if user.internal_id:
@@ -172,7 +175,7 @@ def write_sqlite_table(path: Path, prod: list[Person], subs: list[str], table: s
     with sqlite3.connect(path) as db:
         db.execute(schema_statement(SQLITE, table))
         db.executemany(
-            f'INSERT INTO "{table}" (InternalUserID, CognitoID, Email, FirstName, LastName) VALUES (?, ?, ?, ?, ?)',  # noqa: S608
+            statement("insert_user", SQLITE, table),
             [(p.internal_id, sub, p.email, p.given_name, p.family_name) for p, sub in zip(prod, subs, strict=True)],
         )
     db.close()
