@@ -18,6 +18,12 @@ import MySQLdb
 import pandas as pd
 import pytest
 
+from devtools.local_airflow import PROJECT_ROOT, airflow_environment
+
+# Before anything imports Airflow: a home of its own for the tests (SQLite metadata, our
+# dags/ and plugins/), so that no test reads or writes ~/airflow.
+os.environ.update(airflow_environment(PROJECT_ROOT / ".airflow" / "tests"))
+
 from identity_sync.sql import MYSQL, SQLITE, Dialect, schema_statement, statement
 from identity_sync.table import UsersTable
 
