@@ -15,14 +15,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import boto3
 import yaml
 
-from devtools.emulator import start_moto_server
+from devtools.emulator import aws_client, start_moto_server
 from devtools.local_airflow import (
-    DEFAULT_REGION,
     PROJECT_ROOT,
     airflow_environment,
     aws_connection,
@@ -30,7 +30,7 @@ from devtools.local_airflow import (
     migrate_metadata,
     sqlite_connection,
 )
-from devtools.population import build_scenario, create_pool, create_users, write_sqlite_table
+from devtools.population import Person, build_scenario, create_pool, create_users, write_sqlite_table
 from identity_sync.reconcile import CATEGORIES
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
@@ -41,15 +41,14 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _seed(endpoint: str) -> dict[str, object]:
-    """Create the pools and the restored tables; return the config and the connections."""
-    client = boto3.client(
-        "cognito-idp",
-        region_name=DEFAULT_REGION,
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def seed(endpoint: str, restore_table: Callable[[str, list[Person], list[str]], str]) -> dict[str, Any]:
+    """Create the three pools, and each environment's table from prod's rows (what a restore leaves).
+
+    ``restore_table(environment, people, subs)`` writes one table and returns the Airflow
+    connection (JSON) to it. Returns the config's environments, the connections and the
+    counts a correct sync of dev reports.
+    """
+    client = aws_client("cognito-idp", endpoint)
     scenario = build_scenario()
     pools = {name: create_pool(client, f"demo-{name}") for name in ("prod", "dev", "qa")}
     started = time.monotonic()
@@ -62,8 +61,6 @@ def _seed(endpoint: str) -> dict[str, object]:
     )
     environments, connections = {}, {}
     for name, pool_id in pools.items():
-        database = DEMO_DIR / f"users_{name}.sqlite"
-        write_sqlite_table(database, scenario.prod, prod_subs)  # prod's own table; dev and qa restored from it
         environments[name] = {
             "aws_conn_id": f"aws_{name}",
             "user_pool_id": pool_id,
@@ -71,11 +68,15 @@ def _seed(endpoint: str) -> dict[str, object]:
             **({"protected": True} if name == "prod" else {}),
         }
         connections[connection_variable(f"aws_{name}")] = aws_connection(endpoint)
-        connections[connection_variable(f"users_db_{name}")] = sqlite_connection(database)
+        connections[connection_variable(f"users_db_{name}")] = restore_table(name, scenario.prod, prod_subs)
     _say("dev and qa tables restored from the prod snapshot: every CognitoID points at a prod user")
-    config = DEMO_DIR / "environments.yaml"
-    config.write_text(yaml.safe_dump({"snapshot_base": f"file://{DEMO_DIR / 'runs'}", "environments": environments}))
-    return {"config": config, "connections": connections, "expected": scenario.expected_dev}
+    return {"environments": environments, "connections": connections, "expected": scenario.expected_dev}
+
+
+def _sqlite_table(environment: str, people: list[Person], subs: list[str]) -> str:
+    database = DEMO_DIR / f"users_{environment}.sqlite"
+    write_sqlite_table(database, people, subs)
+    return sqlite_connection(database)
 
 
 def _run_dag(env: dict[str, str], run: int, reason: str) -> Path:
@@ -121,9 +122,12 @@ def main() -> None:
     server, endpoint = start_moto_server()
     try:
         _say(f"moto server (local Cognito) on {endpoint}")
-        seeded = _seed(endpoint)
+        seeded = seed(endpoint, _sqlite_table)
+        config = DEMO_DIR / "environments.yaml"
+        runs = f"file://{DEMO_DIR / 'runs'}"
+        config.write_text(yaml.safe_dump({"snapshot_base": runs, "environments": seeded["environments"]}))
         env.update(seeded["connections"])
-        env["COGNITO_SYNC_CONFIG"] = str(seeded["config"])
+        env["COGNITO_SYNC_CONFIG"] = str(config)
         first = _summary(_run_dag(env, 1, "demo: dev restored from the prod snapshot"))
         expected = seeded["expected"]
         mismatched = {k: (first[k], v) for k, v in expected.items() if first[k] != v}
