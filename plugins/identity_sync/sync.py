@@ -27,12 +27,20 @@ class SyncRefusedError(AirflowFailException):
 
 
 def select_environments(settings: Settings, requested: Iterable[str] | None, asset_events: Any = None) -> list[str]:
-    """Names to run: those requested, or those named by restore events, or all."""
+    """Names to run: those requested plus those named by restore events; all when neither names any.
+
+    A restore event must name its environment: after_restore lifts the mass-change guard,
+    so an event that names none must not lift it for every environment, prod included.
+    """
     names = list(requested or [])
     for event in asset_events or []:
         environment = (getattr(event, "extra", None) or {}).get("environment")
-        if environment:
-            names.append(environment)
+        if not environment:
+            raise SyncRefusedError(
+                'a restore event without extra={"environment": "<name>"}; refusing to treat every environment '
+                "as restored"
+            )
+        names.append(environment)
     try:
         return [env.name for env in settings.select(names)]
     except ConfigError as exc:
