@@ -57,7 +57,7 @@ class CognitoHook(AwsBaseHook):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("config", Config(retries={"mode": "standard", "max_attempts": 1}))
+        kwargs.setdefault("config", Config(retries={"mode": "standard", "total_max_attempts": 1}))
         super().__init__(aws_conn_id=aws_conn_id, client_type="cognito-idp", **kwargs)
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base

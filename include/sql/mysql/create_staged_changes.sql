@@ -1,13 +1,17 @@
--- One row per table row to update. Temporary: private to this session, no implicit commit.
-CREATE TEMPORARY TABLE sync_staged_changes (
-  UserID BIGINT NOT NULL PRIMARY KEY,
-  ExpectedInternalUserID VARCHAR(36) NULL,
-  SetCognitoID TINYINT NOT NULL,
-  ClearCognitoID TINYINT NOT NULL,
-  OldCognitoID VARCHAR(255) NULL,
-  NewCognitoID VARCHAR(255) NULL,
-  SetEmail TINYINT NOT NULL,
-  ClearEmail TINYINT NOT NULL,
-  OldEmail VARCHAR(255) NULL,
-  NewEmail VARCHAR(255) NULL
-) DEFAULT CHARSET = utf8mb4
+-- One row per table row to update. Temporary: private to this session, and CREATE TEMPORARY
+-- does not commit. Built from the table itself so the staged values carry the table's own
+-- types, character sets and collations: comparing them never mixes collations.
+CREATE TEMPORARY TABLE sync_staged_changes (PRIMARY KEY (UserID))
+SELECT
+  UserID,
+  InternalUserID AS ExpectedInternalUserID,
+  0 AS SetCognitoID,
+  0 AS ClearCognitoID,
+  CognitoID AS OldCognitoID,
+  CognitoID AS NewCognitoID,
+  0 AS SetEmail,
+  0 AS ClearEmail,
+  Email AS OldEmail,
+  Email AS NewEmail
+FROM {table}
+LIMIT 0

@@ -1,8 +1,6 @@
 -- Rows to insert, proven absent by the plan; a plain INSERT from here fails on any duplicate key.
-CREATE TEMPORARY TABLE sync_staged_inserts (
-  InternalUserID VARCHAR(36) NOT NULL PRIMARY KEY,
-  CognitoID VARCHAR(255) NULL,
-  Email VARCHAR(255) NULL,
-  FirstName VARCHAR(255) NULL,
-  LastName VARCHAR(255) NULL
-) DEFAULT CHARSET = utf8mb4
+-- Built from the table itself: the same types, character sets and collations.
+CREATE TEMPORARY TABLE sync_staged_inserts (PRIMARY KEY (InternalUserID))
+SELECT InternalUserID, CognitoID, Email, FirstName, LastName
+FROM {table}
+LIMIT 0

@@ -1,8 +1,8 @@
--- The reference Users table for the embedded demo. NOCASE on Email matches MySQL's
--- case-insensitive collation, so both databases refuse the same duplicate e-mails.
+-- The reference Users table for the embedded demo. NOCASE on Email and InternalUserID matches MySQL's
+-- case-insensitive collation, so both databases refuse the same duplicates.
 CREATE TABLE IF NOT EXISTS {table} (
   UserID INTEGER PRIMARY KEY AUTOINCREMENT,
-  InternalUserID VARCHAR(36) NULL UNIQUE,
+  InternalUserID VARCHAR(36) NULL UNIQUE COLLATE NOCASE,
   CognitoID VARCHAR(45) NULL UNIQUE,
   Email VARCHAR(100) NULL UNIQUE COLLATE NOCASE,
   FirstName VARCHAR(50) NULL,
