@@ -6,6 +6,7 @@ same e-mail" and "a valid id" mean.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 
 import pandas as pd
@@ -17,6 +18,22 @@ def normalise_emails(emails: pd.Series) -> pd.Series:
     """Trimmed and case-folded; blank becomes missing. Cognito and MySQL both compare e-mails without case."""
     folded = emails.astype("string").str.strip().str.lower()
     return folded.mask(folded == "")
+
+
+def email_keys(emails: pd.Series) -> pd.Series:
+    """What a unique index on Email considers equal: MySQL's default collations ignore case AND accents.
+
+    Used to foresee collisions (``jose@`` and ``josé@`` cannot both be stored), never to
+    match people, which :func:`normalise_emails` does.
+    """
+    folded = normalise_emails(emails)
+    ascii_only = folded.str.isascii().fillna(True)
+    if ascii_only.all():
+        return folded
+    stripped = folded[~ascii_only].map(
+        lambda e: "".join(c for c in unicodedata.normalize("NFKD", e) if not unicodedata.combining(c)).casefold()
+    )
+    return folded.where(ascii_only, stripped.astype("string"))
 
 
 def normalise_internal_ids(values: pd.Series) -> pd.Series:

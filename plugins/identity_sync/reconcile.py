@@ -1,6 +1,7 @@
 """The diff: (pool DataFrame, table DataFrame) -> Plan. Pure, vectorised, no I/O.
 
-Every pool user and every row lands in exactly one named category, and every change
+Every pool user and every row is accounted for under a named category (counted per
+change or issue: one user can be both a relink and an email_update), and every change
 the plan proposes would leave the table's unique keys (InternalUserID, CognitoID,
 Email) intact: a change that would collide is demoted to a conflict, never applied.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from identity_sync.identity import normalise_emails, normalise_internal_ids
+from identity_sync.identity import email_keys, normalise_emails, normalise_internal_ids
 
 CATEGORIES = (
     "relink",
@@ -42,7 +43,7 @@ REASON = {
     "duplicate_row_id": "InternalUserID on several rows",
     "pool_email_shared": "e-mail shared by several pool users",
     "row_email_shared": "e-mail shared by several rows",
-    "row_taken": "e-mail matches a row already linked by InternalUserID to another pool user",
+    "row_taken": "e-mail matches a row that belongs to another pool user (by InternalUserID or CognitoID)",
     "cognito_collision": "new CognitoID is held by another row",
     "email_collision": "new e-mail is held by another row",
 }
@@ -81,7 +82,8 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
     p = pool.reset_index(drop=True).copy()
     p["iid"] = normalise_internal_ids(p["internal_user_id"])
     p["email_norm"] = normalise_emails(p["email"])
-    p["email_given"] = p["email"].astype("string").str.strip()
+    given = p["email"].astype("string").str.strip()
+    p["email_given"] = given.mask(given == "")  # a blank e-mail is no e-mail: NULL, never ''""
     raw_id = p["internal_user_id"].astype("string").str.strip()
     has_attr = raw_id.notna() & (raw_id != "")
     p["InternalUserIDRaw"] = raw_id
@@ -141,7 +143,14 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
     by_email = bare[matches == 1].merge(
         t[["UserID", "InternalUserID", "CognitoID", "Email", "email_norm"]], on="email_norm", how="inner"
     )
-    taken = by_email["UserID"].isin(linked["UserID"])
+    # A row is not free for the fallback if a pool user claims it by id (even one in conflict),
+    # or if it holds another live pool user's sub: re-pointing it would hand that person's row over.
+    claimed_ids = set(p["iid"].dropna())
+    taken = (
+        by_email["UserID"].isin(linked["UserID"])
+        | normalise_internal_ids(by_email["InternalUserID"]).isin(claimed_ids).fillna(False)
+        | (by_email["CognitoID"].isin(set(p["sub"].dropna())) & by_email["CognitoID"].ne(by_email["sub"])).fillna(False)
+    )
     issue(by_email[taken], "conflict", "row_taken")
     by_email = by_email[~taken]
 
@@ -236,7 +245,7 @@ def _demote_collisions(
     only removes entries.
     """
     demoted: list[pd.DataFrame] = []
-    keys = {"CognitoID": lambda s: s.astype("string"), "Email": normalise_emails}
+    keys = {"CognitoID": lambda s: s.astype("string"), "Email": email_keys}
     while True:
         found = False
         for column, norm in keys.items():

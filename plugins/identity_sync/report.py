@@ -104,7 +104,8 @@ def counts_table(environment: str, counts: dict[str, int], extra: dict[str, int]
     """A fixed-width table for the task log: categories first, then the other figures."""
     rows = [(category, counts.get(category, 0)) for category in CATEGORIES]
     rows += list((extra or {}).items())
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{'environment ' + environment:<{width}}  {'count':>9}", "-" * (width + 11)]
+    title = f"environment {environment}"
+    width = max(len(title), *(len(name) for name, _ in rows))
+    lines = [f"{title:<{width}}  {'count':>9}", "-" * (width + 11)]
     lines += [f"{name:<{width}}  {value:>9,}" for name, value in rows]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from identity_sync.config import Environment
-from identity_sync.identity import normalise_emails
+from identity_sync.identity import email_keys
 from identity_sync.reconcile import TABLE_COLUMNS, Plan
 from identity_sync.sql import Dialect, dialect_for, statement, statements
 
@@ -178,7 +178,7 @@ def staged_changes(changes: pd.DataFrame) -> list[tuple[Any, ...]]:
     frame = pd.DataFrame({"UserID": rows})
     ids = changes.drop_duplicates("UserID").set_index("UserID")["InternalUserID"]
     frame["ExpectedInternalUserID"] = frame["UserID"].map(ids)
-    for column, norm in (("CognitoID", lambda s: s.astype("string")), ("Email", normalise_emails)):
+    for column, norm in (("CognitoID", lambda s: s.astype("string")), ("Email", email_keys)):
         mine = changes[changes["column"] == column].set_index("UserID")
         wanted = set(norm(mine["new"]).dropna())
         frame[f"Set{column}"] = frame["UserID"].isin(mine.index).astype(int)
