@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,12 @@ def seed(endpoint: str, restore_table: Callable[[str, list[Person], list[str]], 
     scenario = build_scenario()
     pools = {name: create_pool(client, f"demo-{name}") for name in ("prod", "dev", "qa")}
     started = time.monotonic()
-    prod_subs = create_users(client, pools["prod"], scenario.prod_users())
-    create_users(client, pools["dev"], scenario.dev_users)
-    create_users(client, pools["qa"], scenario.qa_users)
+    members = {"prod": scenario.prod_users(), "dev": scenario.dev_users, "qa": scenario.qa_users}
+    with ThreadPoolExecutor(max_workers=len(pools)) as workers:  # one writer per pool
+        subs = dict(
+            zip(pools, workers.map(lambda name: create_users(client, pools[name], members[name]), pools), strict=True)
+        )
+    prod_subs = subs["prod"]
     _say(
         f"created pools prod ({len(scenario.prod)} users), dev ({len(scenario.dev_users)}), "
         f"qa ({len(scenario.qa_users)}) in {time.monotonic() - started:.1f}s"

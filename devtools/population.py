@@ -14,7 +14,6 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,10 +145,11 @@ def create_pool(client: Any, name: str) -> str:
     return pool["UserPool"]["Id"]
 
 
-def create_users(client: Any, pool_id: str, users: Iterable[PoolUser], workers: int = 8) -> list[str]:
-    """AdminCreateUser for each, in parallel; returns the subs in input order."""
-
-    def create(user: PoolUser) -> str:
+def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[str]:
+    """AdminCreateUser for each, one after the other (moto's pools are not safe for concurrent
+    writes); returns the subs in input order."""
+    subs = []
+    for user in users:
         attributes = [
             {"Name": "given_name", "Value": user.given_name},
             {"Name": "family_name", "Value": user.family_name},
@@ -158,14 +158,14 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser], workers: 
             attributes.append({"Name": "email", "Value": user.email})
         if user.internal_id:
             attributes.append({"Name": ATTRIBUTE, "Value": user.internal_id})
-        username = user.email or str(uuid.uuid4())
         response = client.admin_create_user(
-            UserPoolId=pool_id, Username=username, UserAttributes=attributes, MessageAction="SUPPRESS"
+            UserPoolId=pool_id,
+            Username=user.email or str(uuid.uuid4()),
+            UserAttributes=attributes,
+            MessageAction="SUPPRESS",
         )
-        return user_attributes(response["User"])["sub"]
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(create, users))
+        subs.append(user_attributes(response["User"])["sub"])
+    return subs
 
 
 def write_sqlite_table(path: Path, prod: list[Person], subs: list[str], table: str = "Users") -> None:
