@@ -41,8 +41,13 @@ def pool_frame(users: Iterable[dict[str, Any]], attribute: str) -> pd.DataFrame:
                 attrs.get("family_name"),
             )
         )
+    return records_frame(records)
+
+
+def records_frame(records: Iterable[tuple[Any, ...] | dict[str, Any]]) -> pd.DataFrame:
+    """Pool users given as records of every POOL_COLUMNS column but email_norm, which is derived."""
     columns = [c for c in POOL_COLUMNS if c != "email_norm"]
-    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame = pd.DataFrame.from_records(list(records), columns=columns)
     for column in columns:
         if column != "enabled":
             frame[column] = frame[column].astype("string")

@@ -20,8 +20,7 @@ import pandas as pd
 import pytest
 
 from identity_sync.config import Environment
-from identity_sync.extract import POOL_COLUMNS
-from identity_sync.identity import normalise_emails
+from identity_sync.extract import records_frame
 from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan, plan_changes
 from identity_sync.table import ApplyResult, LockNotAcquiredError, PlanDriftError, UsersTable
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
@@ -58,14 +57,7 @@ def pool(*users: tuple[str | None, str | None, str | None] | tuple[Any, ...]) ->
                 "family_name": family,
             }
         )
-    columns = [c for c in POOL_COLUMNS if c != "email_norm"]
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in columns:
-        if column != "enabled":
-            frame[column] = frame[column].astype("string")
-    frame["enabled"] = frame["enabled"].astype(bool)
-    frame.insert(3, "email_norm", normalise_emails(frame["email"]))
-    return frame[POOL_COLUMNS]
+    return records_frame(records)
 
 
 def contents(table: TableUnderTest) -> list[Row]:
