@@ -8,6 +8,7 @@ plan is the complete record of what a run changed.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,6 +26,18 @@ log = logging.getLogger(__name__)
 
 class PlanDriftError(RuntimeError):
     """The table changed between planning and applying; nothing was written."""
+
+
+class UniqueKeyViolationError(RuntimeError):
+    """A write would have duplicated a unique key; rolled back. The message names the key, not the value."""
+
+
+def _unique_key_message(exc: Exception) -> str:
+    """MySQL's message quotes the duplicated value (an e-mail, say): keep only the key's name."""
+    text = str(exc.args[-1] if exc.args else exc)
+    key = re.search(r"for key '([^']+)'", text)
+    where = key.group(1) if key else text.split(":", 1)[-1].strip() if "UNIQUE constraint" in text else "unknown"
+    return f"a write would duplicate unique key {where}; the transaction was rolled back, nothing was written"
 
 
 class LockNotAcquiredError(RuntimeError):
@@ -123,6 +136,21 @@ class UsersTable:
         inserts = staged_inserts(plan.inserts)
         if not changes and not inserts:
             return ApplyResult(0, 0, 0, 0)
+        try:
+            inserted = self._apply_staged(changes, inserts, lock_timeout)
+        except Exception as exc:
+            if type(exc).__name__ != "IntegrityError":
+                raise
+            raise UniqueKeyViolationError(_unique_key_message(exc)) from None  # the original quotes the value
+        kinds = plan.changes["column"].value_counts()
+        return ApplyResult(
+            rows_updated=len(changes),
+            rows_inserted=inserted,
+            cognito_ids_set=int(kinds.get("CognitoID", 0)),
+            emails_set=int(kinds.get("Email", 0)),
+        )
+
+    def _apply_staged(self, changes: list[tuple[Any, ...]], inserts: list[tuple[Any, ...]], lock_timeout: int) -> int:
         with self.transaction(lock_timeout) as cursor:
             for name in ("drop_staging", "create_staged_changes", "create_staged_inserts"):
                 for sql in statements(name, self.dialect, self.table):
@@ -153,13 +181,7 @@ class UsersTable:
                     raise RuntimeError(f"inserted {inserted} rows, expected {len(inserts)}; rolled back")
             for sql in statements("drop_staging", self.dialect, self.table):
                 cursor.execute(sql)
-        kinds = plan.changes["column"].value_counts()
-        return ApplyResult(
-            rows_updated=len(changes),
-            rows_inserted=inserted,
-            cognito_ids_set=int(kinds.get("CognitoID", 0)),
-            emails_set=int(kinds.get("Email", 0)),
-        )
+        return inserted
 
 
 def _none(value: Any) -> Any:
