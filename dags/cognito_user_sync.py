@@ -45,6 +45,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from identity_sync import schedule, sync
 from identity_sync.config import load_settings
+from identity_sync.params import environments_param
 from identity_sync.report import RunFiles
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,7 @@ def _after_restore() -> bool:
     doc_md=__doc__,
     tags=["cognito", "identity"],
     params={
-        "environments": Param(
-            [],
-            type="array",
-            items={"type": "string", "enum": list(SETTINGS.environments)},
-            uniqueItems=True,
-            description="Environments to reconcile; empty means all.",
-        ),
+        "environments": environments_param(SETTINGS, "reconcile"),
         "dry_run": Param(False, type="boolean", description="Stop after the plan: write no row."),
         "after_restore": Param(
             False, type="boolean", description="The database was just restored: every CognitoID may change."

@@ -128,19 +128,20 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
     return Scenario(prod=prod, dev_users=dev, qa_users=qa, expected_dev=expected)
 
 
-def create_pool(client: Any, name: str) -> str:
-    """A pool like production's: e-mail as username, the mutable id attribute in the schema."""
-    pool = client.create_user_pool(
-        PoolName=name,
-        UsernameAttributes=["email"],
-        Schema=[
+def create_pool(client: Any, name: str, *, attribute: str | None = "mutable") -> str:
+    """A pool like production's: e-mail as username; the id attribute "mutable", "immutable" or None (absent)."""
+    schema = []
+    if attribute:
+        schema.append(
             {
                 "Name": ATTRIBUTE_NAME,
                 "AttributeDataType": "String",
-                "Mutable": True,
+                "Mutable": attribute == "mutable",
                 "StringAttributeConstraints": {"MinLength": "36", "MaxLength": "36"},
             }
-        ],
+        )
+    pool = client.create_user_pool(
+        PoolName=name, UsernameAttributes=["email"], **({"Schema": schema} if schema else {})
     )
     return pool["UserPool"]["Id"]
 

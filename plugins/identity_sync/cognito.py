@@ -102,6 +102,49 @@ class CognitoHook(AwsBaseHook):
     def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
         return self.call("DescribeUserPool", UserPoolId=user_pool_id)["UserPool"]
 
+    def add_string_attribute(self, user_pool_id: str, attribute: str, length: int) -> None:
+        """Add a mutable custom String attribute of exactly ``length`` characters (it can never be removed)."""
+        self.call(
+            "AddCustomAttributes",
+            UserPoolId=user_pool_id,
+            CustomAttributes=[
+                {
+                    "Name": attribute.removeprefix("custom:"),
+                    "AttributeDataType": "String",
+                    "Mutable": True,
+                    "StringAttributeConstraints": {"MinLength": str(length), "MaxLength": str(length)},
+                }
+            ],
+        )
+
+    def set_attribute(self, user_pool_id: str, username: str, attribute: str, value: str) -> None:
+        """AdminUpdateUserAttributes: one write, and it makes the user a billable MAU this month."""
+        self.call(
+            "AdminUpdateUserAttributes",
+            UserPoolId=user_pool_id,
+            Username=username,
+            UserAttributes=[{"Name": attribute, "Value": value}],
+        )
+
+    def create_user(self, user_pool_id: str, username: str, attributes: dict[str, str]) -> str:
+        """AdminCreateUser without an invitation message; returns the new user's sub."""
+        response = self.call(
+            "AdminCreateUser",
+            UserPoolId=user_pool_id,
+            Username=username,
+            UserAttributes=[{"Name": k, "Value": v} for k, v in attributes.items()],
+            MessageAction="SUPPRESS",
+        )
+        return user_attributes(response["User"])["sub"]
+
+
+def schema_attribute(pool: dict[str, Any], attribute: str) -> dict[str, Any] | None:
+    """The pool's schema entry for ``attribute`` (DescribeUserPool names custom ones 'custom:...')."""
+    for entry in pool.get("SchemaAttributes", []):
+        if entry.get("Name") == attribute:
+            return entry
+    return None
+
 
 def _snake_case(operation: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")

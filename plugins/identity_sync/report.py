@@ -100,9 +100,14 @@ def change_report(plan: Plan) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sort_values(["InternalUserID", "column"], kind="stable")
 
 
-def counts_table(environment: str, counts: dict[str, int], extra: dict[str, int] | None = None) -> str:
+def counts_table(
+    environment: str,
+    counts: dict[str, int],
+    extra: dict[str, int] | None = None,
+    categories: tuple[str, ...] = CATEGORIES,
+) -> str:
     """A fixed-width table for the task log: categories first, then the other figures."""
-    rows = [(category, counts.get(category, 0)) for category in CATEGORIES]
+    rows = [(category, counts.get(category, 0)) for category in categories]
     rows += list((extra or {}).items())
     title = f"environment {environment}"
     width = max(len(title), *(len(name) for name, _ in rows))

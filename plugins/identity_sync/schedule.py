@@ -17,3 +17,8 @@ RETRY_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
 }
+
+# The backfill's Cognito writes run as mapped chunks, at most this many at once per run,
+# each at rate / WRITE_SLOTS: together they never exceed the rate, under any executor.
+WRITE_SLOTS = 4
+DEFAULT_WRITE_RATE = 20.0  # per second; AdminUpdateUserAttributes' quota is 25 per account and Region

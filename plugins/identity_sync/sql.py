@@ -65,8 +65,18 @@ def statement(name: str, dialect: Dialect, table: str | None = None) -> str:
     return only
 
 
-def schema_statement(dialect: Dialect, table: str) -> str:
-    """CREATE TABLE for the reference Users table (demo and tests)."""
-    path = SQL_DIR / "schema" / f"users.{dialect.name}.sql"
+def schema_statement(dialect: Dialect, table: str, *, legacy: bool = False) -> str:
+    """CREATE TABLE for the reference Users table (demo and tests); ``legacy``: before the migrations."""
+    path = SQL_DIR / "schema" / f"users{'_legacy' if legacy else ''}.{dialect.name}.sql"
     lines = [line for line in _read(path).splitlines() if not line.lstrip().startswith("--")]
     return "\n".join(lines).replace("{table}", dialect.identifier(table)).strip()
+
+
+def migration_statements(script: str, dialect: Dialect, table: str) -> list[str]:
+    """A Flyway script of include/sql/migrations (the dialect's own form if it has one), placeholder filled."""
+    path = SQL_DIR / "migrations" / dialect.name / script
+    if not path.exists():
+        path = SQL_DIR / "migrations" / script
+    lines = [line for line in _read(path).splitlines() if not line.lstrip().startswith("--")]
+    text = "\n".join(lines).replace("${users_table}", dialect.identifier(table))
+    return [s.strip() for s in text.split(";") if s.strip()]

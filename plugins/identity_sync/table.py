@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from identity_sync.config import Environment
-from identity_sync.identity import email_keys
+from identity_sync.identity import email_keys, new_internal_id
 from identity_sync.reconcile import TABLE_COLUMNS, Plan
 from identity_sync.sql import Dialect, dialect_for, statement, statements
 
@@ -101,6 +101,42 @@ class UsersTable:
         for column in TABLE_COLUMNS[1:]:
             frame[column] = frame[column].astype("string")
         return frame
+
+    def read_for_backfill(self, has_id_column: bool = True) -> pd.DataFrame:
+        """The keys and the names (the backfill creates users from them); before migration V1, no ids."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._statement("read_users_for_backfill" if has_id_column else "read_users_before_ids"))
+            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=[*TABLE_COLUMNS, "FirstName", "LastName"])
+        finally:
+            cursor.close()
+        frame["UserID"] = frame["UserID"].astype("int64")
+        return frame.astype({c: "string" for c in frame.columns if c != "UserID"})
+
+    def assign_missing_ids(self, batch_size: int = 50_000, lock_timeout: int = 30) -> int:
+        """Give every row without an InternalUserID a new random one; one transaction per batch.
+
+        Rows that have an id are never touched (the UPDATE re-checks IS NULL), so a run that
+        dies half way is simply run again.
+        """
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._statement("read_rows_without_id"))
+            missing = [row[0] for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+        assigned = 0
+        for start in range(0, len(missing), batch_size):
+            batch = [(user_id, new_internal_id()) for user_id in missing[start : start + batch_size]]
+            with self.transaction(lock_timeout) as cursor:
+                for name in ("drop_staged_ids", "create_staged_ids"):
+                    cursor.execute(self._statement(name))
+                cursor.executemany(self._statement("stage_id"), batch)
+                cursor.execute(self._statement("assign_staged_ids"))
+                assigned += cursor.rowcount
+                cursor.execute(self._statement("drop_staged_ids"))
+            log.info("assigned InternalUserIDs: %d of %d rows", min(start + batch_size, len(missing)), len(missing))
+        return assigned
 
     @contextmanager
     def transaction(self, lock_timeout: int = 30) -> Iterator[Any]:

@@ -1,0 +1,1 @@
+SELECT UserID FROM {table} WHERE InternalUserID IS NULL

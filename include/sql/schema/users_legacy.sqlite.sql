@@ -1,0 +1,10 @@
+-- The seed's Users table before the backfill's migrations: no InternalUserID yet.
+CREATE TABLE IF NOT EXISTS {table} (
+  UserID INTEGER PRIMARY KEY AUTOINCREMENT,
+  CognitoID VARCHAR(45) NULL UNIQUE,
+  Email VARCHAR(100) NULL UNIQUE COLLATE NOCASE,
+  FirstName VARCHAR(50) NULL,
+  LastName VARCHAR(50) NULL,
+  Active INTEGER NOT NULL DEFAULT 1,
+  DateCreated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+)

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM pragma_table_info(%s) WHERE name = 'InternalUserID'

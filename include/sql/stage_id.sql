@@ -1,0 +1,1 @@
+INSERT INTO sync_staged_ids (UserID, InternalUserID) VALUES (%s, %s)
