@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo test lint bench lock install clean
+.PHONY: demo demo-backfill test lint bench lock install clean
 
 install: $(STAMP)
 
@@ -42,4 +42,7 @@ lock: install
 	  cat constraints.txt.new) > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .demo .demo-backfill .pytest_cache .ruff_cache .hypothesis
+
+demo-backfill: install
+	$(BIN)/python -m devtools.demo_backfill

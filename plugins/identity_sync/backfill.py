@@ -35,6 +35,7 @@ REASON = {
     "invalid_id": "attribute value is not a UUID: never overwritten",
     "shared_id": "InternalUserID carried by several pool users",
     "id_taken": "the row's InternalUserID is already carried by another pool user",
+    "row_invalid_id": "the row's InternalUserID is not a UUID: fix the row first",
     "row_claimed": "e-mail matches a row that another pool user matches by sub",
     "pool_email_shared": "e-mail shared by several pool users",
     "row_email_shared": "e-mail matches several rows",
@@ -107,6 +108,7 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     decide(id_shared, "conflict", "shared_id")
     decide(matched & p["has_attr"] & p["iid"].eq(p["row_iid"]).fillna(False), "done", "done")
     decide(matched & p["has_attr"], "conflict", "different_id")
+    decide(matched & p["row_iid"].isna(), "conflict", "row_invalid_id")
     decide(matched & p["row_iid"].isin(carried), "conflict", "id_taken")
     decide(matched, "write", "write")
     decide(p["has_attr"] & p["iid"].isin(set(t["iid"].dropna())), "done", "done")
@@ -117,19 +119,21 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     decide(pd.Series(True, index=p.index), "unlinked", "no_row")
 
     writes = p[category == "write"].assign(InternalUserID=lambda f: f["row_iid"])[WRITE_COLUMNS]
-    issues = p[category.isin(["conflict", "unlinked"])].assign(
-        InternalUserID=raw[category.isin(["conflict", "unlinked"])], category=category, reason=reason
-    )[ISSUE_COLUMNS]
+    reported = category.isin(["conflict", "unlinked"])
+    issues = p[reported].assign(InternalUserID=raw[reported], category=category[reported], reason=reason[reported])[
+        ISSUE_COLUMNS
+    ]
 
     # Rows that no pool user stands for, by sub, e-mail or id.
     represented = set(p["UserID"].dropna()) | set(t.loc[t["iid"].isin(carried), "UserID"])
     orphans = t[~t["UserID"].isin(represented)]
     pool_emails = set(p["email_norm"].dropna())
-    no_email = orphans["email_norm"].isna()
-    email_taken = orphans["email_norm"].isin(pool_emails)
-    creatable = orphans[~no_email & ~email_taken]
+    invalid_id = orphans["iid"].isna()
+    no_email = orphans["email_norm"].isna() & ~invalid_id
+    email_taken = orphans["email_norm"].isin(pool_emails).fillna(False) & ~no_email & ~invalid_id
+    creatable = orphans[~invalid_id & ~no_email & ~email_taken]
     orphan_issues = []
-    for mask, why in ((no_email, "no_email"), (email_taken & ~no_email, "email_taken")):
+    for mask, why in ((invalid_id, "row_invalid_id"), (no_email, "no_email"), (email_taken, "email_taken")):
         rows = orphans[mask]
         orphan_issues.append(
             pd.DataFrame(
@@ -194,10 +198,10 @@ class Progress:
             log.info("%s", self.line(now))
 
     def line(self, now: float | None = None) -> str:
-        elapsed = max((now or self._clock()) - self.started, 1e-9)
+        elapsed = max((self._clock() if now is None else now) - self.started, 1e-9)
         rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else float("inf")
-        return f"{self.label}: {self.done}/{self.total} done, {rate:.1f}/s, ETA {eta:.0f}s"
+        eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "unknown"
+        return f"{self.label}: {self.done}/{self.total} done, {rate:.1f}/s, ETA {eta}"
 
 
 def _error_code(exc: ClientError) -> str:

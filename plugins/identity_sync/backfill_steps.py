@@ -6,6 +6,7 @@ refusal is decided on it, so a refused run has written nothing anywhere.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -129,6 +130,7 @@ def _finish_plan(
         "issues": files.write_text("backfill_issues.csv", plan.issues.to_csv(index=False)),
     }
     summary["counts"] = plan.counts
+    files.write_text("backfill_summary.json", json.dumps(summary, default=str))
     extra = {k: summary[k] for k in ("ids_to_assign", "billable_mau_writes")}
     table = counts_table(environment, plan.counts, extra, categories=BACKFILL_CATEGORIES)
     log.info("backfill plan%s:\n%s", " (dry run)" if summary["dry_run"] else "", table)

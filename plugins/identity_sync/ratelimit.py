@@ -7,6 +7,7 @@ enforces that under any executor), and each chunk paces itself at ``rate / slots
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +22,22 @@ QUOTAS = {
 
 
 def share_of_rate(rate: float, slots: int, operation: str) -> float:
-    """The rate one of ``slots`` concurrent callers may use, never letting their sum pass the quota."""
+    """The rate each of ``slots`` concurrent, unsynchronised callers may use.
+
+    Evenly spaced permits at rate r fall at most ceil(r) times into any one-second
+    window, whatever their phase. So the shares add up to at most ``rate`` on average,
+    and to at most ``slots * ceil(share)`` in any single second, which is kept within
+    the quota: at rate 25 over 4 slots each gets 6/s, not 6.25/s (7 could meet in one second).
+    """
+    quota = QUOTAS[operation]
     if slots < 1:
         raise ValueError(f"slots must be at least 1, got {slots}")
-    if not 0 < rate <= QUOTAS[operation]:
-        raise ValueError(f"rate for {operation} must be in (0, {QUOTAS[operation]:g}] per second, got {rate:g}")
-    return rate / slots
+    if not 0 < rate <= quota:
+        raise ValueError(f"rate for {operation} must be in (0, {quota:g}] per second, got {rate:g}")
+    share = rate / slots
+    if slots * math.ceil(share) > quota:
+        share = float(math.floor(quota / slots))
+    return share
 
 
 class RateLimiter:

@@ -1,0 +1,283 @@
+"""The limiter's arithmetic with a fake clock and a fake sleep (nothing here really sleeps),
+share_of_rate's bounds, and the backfill's progress line."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+import random
+import threading
+
+import pytest
+
+from identity_sync.backfill import Progress
+from identity_sync.ratelimit import QUOTAS, RateLimiter, share_of_rate
+from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
+
+EPS = 1e-9
+
+
+class FakeTime:
+    """A clock that only moves when told to, and a sleep that moves it instead of waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def permits(limiter: RateLimiter, time: FakeTime, count: int, work: list[float] | None = None) -> list[float]:
+    """When each of ``count`` permits was granted; ``work[i]`` is spent after permit i."""
+    granted = []
+    for i in range(count):
+        limiter.acquire()
+        granted.append(time.now)
+        if work:
+            time.advance(work[i])
+    return granted
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+@pytest.mark.parametrize("rate", [1.0, 5.0, 6.25, 20.0, 25.0])
+def test_permits_are_evenly_spaced_at_one_over_rate(rate: float) -> None:
+    time = FakeTime()
+    limiter = RateLimiter(rate, clock=time.clock, sleep=time.sleep)
+    granted = permits(limiter, time, 50)
+    assert granted[0] == 1000.0  # the first permit is immediate
+    assert gaps(granted) == pytest.approx([1 / rate] * 49)
+    assert len(time.sleeps) == 49 and time.sleeps == pytest.approx([1 / rate] * 49)
+
+
+def test_acquire_returns_the_wait() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    assert limiter.acquire() == 0
+    assert limiter.acquire() == pytest.approx(0.25)
+    time.advance(0.1)
+    assert limiter.acquire() == pytest.approx(0.15)
+    time.advance(1.0)
+    assert limiter.acquire() == 0
+
+
+def test_a_slow_caller_never_waits_and_is_never_faster_than_the_rate() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(10.0, clock=time.clock, sleep=time.sleep)
+    granted = permits(limiter, time, 20, work=[0.3] * 20)
+    assert time.sleeps == []
+    assert gaps(granted) == pytest.approx([0.3] * 19)
+
+
+def test_no_burst_after_idling() -> None:
+    """Unused permits are not saved up: after a long pause the next ones are still spaced."""
+    time = FakeTime()
+    limiter = RateLimiter(5.0, clock=time.clock, sleep=time.sleep)
+    permits(limiter, time, 3)
+    time.advance(60.0)
+    after = permits(limiter, time, 10)
+    assert gaps(after) == pytest.approx([0.2] * 9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("rate", [3.0, 20.0, 25.0])
+def test_n_permits_over_time_t_never_exceed_rate_times_t_plus_one(rate: float, seed: int) -> None:
+    rng = random.Random(seed)
+    time = FakeTime()
+    limiter = RateLimiter(rate, clock=time.clock, sleep=time.sleep)
+    work = [rng.choice([0.0, 0.0, rng.uniform(0, 3 / rate), rng.uniform(0, 2.0)]) for _ in range(300)]
+    granted = permits(limiter, time, 300, work)
+    for i in range(len(granted)):
+        for j in range(i, min(len(granted), i + 80)):
+            elapsed = granted[j] - granted[i]
+            assert j - i + 1 <= rate * elapsed + 1 + EPS, (i, j, elapsed)
+
+
+class ThreadedFakeTime:
+    """A shared fake clock for threads: each read ticks it forward a little, under a lock.
+
+    Nothing sleeps: ``sleep`` records the moment the permit is granted (the caller's last
+    reading of the clock plus its wait), so the test sees every permit's time.
+    """
+
+    def __init__(self, tick: float = 0.0005) -> None:
+        self.lock = threading.Lock()
+        self.now = 0.0
+        self.tick = tick
+        self.local = threading.local()
+        self.sleeps = 0
+
+    def clock(self) -> float:
+        with self.lock:
+            self.now += self.tick
+            self.local.read = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.sleeps += 1
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+def test_concurrent_callers_are_still_spaced(threads: int) -> None:
+    time = ThreadedFakeTime()
+    rate = 20.0
+    limiter = RateLimiter(rate, clock=time.clock, sleep=time.sleep)
+    granted: list[float] = []
+    granted_lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def caller() -> None:
+        start.wait()
+        for _ in range(40):
+            wait = limiter.acquire()
+            at = time.local.read + wait
+            with granted_lock:
+                granted.append(at)
+
+    workers = [threading.Thread(target=caller) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert len(granted) == threads * 40
+    ordered = sorted(granted)
+    assert min(gaps(ordered)) >= 1 / rate - EPS
+    # Almost everyone waited: the clock barely moved, so the permits were spread into the future.
+    assert time.sleeps >= threads * 40 - 1
+    assert ordered[-1] - ordered[0] == pytest.approx((threads * 40 - 1) / rate, abs=0.01)
+
+
+def max_in_one_second(times: list[float]) -> int:
+    """The most permits in any half-open one-second window [t, t + 1)."""
+    ordered = sorted(times)
+    return max(bisect.bisect_left(ordered, t + 1.0 - EPS) - i for i, t in enumerate(ordered))
+
+
+@pytest.mark.parametrize("rate", [DEFAULT_WRITE_RATE, QUOTAS["AdminUpdateUserAttributes"]])
+def test_chunks_side_by_side_never_pass_the_quota_in_any_second(rate: float) -> None:
+    """write_chunk_step gives each of the WRITE_SLOTS concurrent chunks its own limiter at rate / slots.
+
+    Together they must stay within the quota in every second, as the quota is enforced (the
+    strict proxy counts a sliding one-second window), not only on average.
+    """
+    quota = QUOTAS["AdminUpdateUserAttributes"]
+    time = FakeTime(0.0)
+    share = share_of_rate(rate, WRITE_SLOTS, "AdminUpdateUserAttributes")
+    limiters = [RateLimiter(share, clock=time.clock, sleep=lambda s: None) for _ in range(WRITE_SLOTS)]
+    granted = [time.now + limiter.acquire() for limiter in limiters for _ in range(30)]
+    assert max_in_one_second(granted) <= quota
+
+
+# -- share_of_rate ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("operation", sorted(QUOTAS))
+@pytest.mark.parametrize("slots", [1, 2, 3, 4, 5, 6, 7, 8, 16])
+def test_shares_together_never_pass_the_quota(operation: str, slots: int) -> None:
+    quota = QUOTAS[operation]
+    for rate in (quota, quota - 0.01, quota / 2, 20.0 if quota >= 20 else quota, 0.5, 1.0, 7.3):
+        share = share_of_rate(rate, slots, operation)
+        assert share * slots <= rate + EPS  # on average, never above the rate asked for
+        assert slots * math.ceil(share) <= max(quota, slots)  # in any one second, never above the quota
+        if slots * math.ceil(rate / slots) <= quota:
+            assert share == pytest.approx(rate / slots)  # no throughput given up when none need be
+
+
+def test_write_quota_is_25_and_default_rate_within_it() -> None:
+    assert QUOTAS["AdminUpdateUserAttributes"] == 25.0
+    assert QUOTAS["AdminCreateUser"] == 50.0
+    assert DEFAULT_WRITE_RATE == 20.0
+    assert share_of_rate(DEFAULT_WRITE_RATE, WRITE_SLOTS, "AdminUpdateUserAttributes") == 5.0
+
+
+@pytest.mark.parametrize(
+    ("operation", "rate"),
+    [
+        ("AdminUpdateUserAttributes", 26.0),
+        ("AdminUpdateUserAttributes", 25.0001),
+        ("ListUsers", 31.0),
+        ("AdminCreateUser", 51.0),
+        ("AdminGetUser", 121.0),
+    ],
+)
+def test_a_rate_above_the_quota_is_refused(operation: str, rate: float) -> None:
+    with pytest.raises(ValueError, match=operation):
+        share_of_rate(rate, 1, operation)
+
+
+def test_the_quota_itself_is_allowed() -> None:
+    assert share_of_rate(25.0, 1, "AdminUpdateUserAttributes") == 25.0
+    assert share_of_rate(50.0, 2, "AdminCreateUser") == 25.0  # creations have a quota of their own
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, -25.0])
+def test_zero_or_negative_rate_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate"):
+        share_of_rate(rate, 4, "AdminUpdateUserAttributes")
+    with pytest.raises(ValueError, match="rate must be positive"):
+        RateLimiter(rate)
+
+
+@pytest.mark.parametrize("slots", [0, -1])
+def test_zero_slots_is_refused(slots: int) -> None:
+    with pytest.raises(ValueError, match="slots"):
+        share_of_rate(20.0, slots, "AdminUpdateUserAttributes")
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float = 50.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_line_shows_done_total_rate_and_eta() -> None:
+    clock = Clock()
+    progress = Progress("prod writes, chunk 1/4", 100, clock=clock)
+    for _ in range(25):
+        progress.step()
+    clock.now = 60.0  # 25 done in 10 s: 2.5/s, 75 left: 30 s
+    assert progress.line() == "prod writes, chunk 1/4: 25/100 done, 2.5/s, ETA 30s"
+    assert progress.line(70.0) == "prod writes, chunk 1/4: 25/100 done, 1.2/s, ETA 60s"
+
+
+def test_progress_at_the_end_has_no_time_left() -> None:
+    clock = Clock()
+    progress = Progress("dev creates", 8, clock=clock)
+    for _ in range(8):
+        clock.now += 0.5
+        progress.step()
+    assert progress.line() == "dev creates: 8/8 done, 2.0/s, ETA 0s"
+
+
+def test_progress_logs_every_interval_and_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    progress = Progress("w", 30, every=10.0, clock=clock)
+    with caplog.at_level(logging.INFO, logger="identity_sync.backfill"):
+        for _ in range(30):
+            clock.now += 1.0  # one per second: a line at 10 s, 20 s, and at the end (30 s)
+            progress.step()
+    lines = [r.getMessage() for r in caplog.records if r.name == "identity_sync.backfill"]
+    assert lines == [
+        "w: 10/30 done, 1.0/s, ETA 20s",
+        "w: 20/30 done, 1.0/s, ETA 10s",
+        "w: 30/30 done, 1.0/s, ETA 0s",
+    ]
