@@ -77,7 +77,7 @@ def cognito_user_backfill() -> None:
         backfill_steps.refuse_protected_creation(settings, names, params["create_missing_users"])
         return names
 
-    @task(map_index_template="{{ task.op_kwargs['environment'] }}")
+    @task(pool=schedule.LIST_USERS_POOL, map_index_template="{{ task.op_kwargs['environment'] }}")
     def prepare(environment: str, params: dict[str, Any]) -> dict[str, Any]:
         settings = load_settings()
         context = get_current_context()
@@ -103,7 +103,7 @@ def cognito_user_backfill() -> None:
     def write_chunk(chunk: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         return backfill_steps.write_chunk_step(load_settings(), chunk, rate=params["rate"], slots=schedule.WRITE_SLOTS)
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    @task(pool=schedule.LIST_USERS_POOL, trigger_rule=TriggerRule.NONE_FAILED)
     def verify(names: list[str], written: list[dict[str, Any]]) -> list[dict[str, Any]]:
         settings = load_settings()
         return [backfill_steps.verify_step(settings, name) for name in names]

@@ -92,7 +92,7 @@ def cognito_user_sync() -> None:
         events = [e for group in (triggering_asset_events or {}).values() for e in group]
         return sync.select_environments(load_settings(), params["environments"], events)
 
-    @task(map_index_template="{{ task.op_kwargs['environment'] }}")
+    @task(pool=schedule.LIST_USERS_POOL, map_index_template="{{ task.op_kwargs['environment'] }}")
     def extract(environment: str) -> dict[str, Any]:
         return sync.extract_step(load_settings(), environment, _files(environment))
 

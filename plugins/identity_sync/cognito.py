@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from identity_sync.ratelimit import RateLimiter
+
 log = logging.getLogger(__name__)
 
 LIST_USERS_PAGE_SIZE = 60  # Cognito's maximum; AWS rejects a larger Limit
+MAX_CHAINS = 16  # token chains in flight at once; 16 keep 30 RPS busy up to ~500 ms a round trip
 THROTTLE_CODES = frozenset({"TooManyRequestsException", "ThrottlingException"})
 
 T = TypeVar("T")
@@ -66,24 +71,37 @@ class CognitoHook(AwsBaseHook):
         self._rng = random.Random(seed)
         self.calls = 0
         self.throttled = 0
+        self._counters = threading.Lock()
 
-    def call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """One API call, retried with backoff while Cognito throttles it."""
+    def call(self, operation: str, limiter: RateLimiter | None = None, **params: Any) -> dict[str, Any]:
+        """One API call, paced by ``limiter`` and retried with backoff while Cognito throttles it.
+
+        A throttle also slows the limiter down: something else is using the same quota.
+        """
         method = getattr(self.conn, _snake_case(operation))
         for attempt in range(self.max_attempts):
-            self.calls += 1
+            if limiter:
+                limiter.acquire()
+            with self._counters:
+                self.calls += 1
             try:
                 return method(**params)
             except ClientError as exc:
                 if not is_throttle(exc):
                     raise
-                self.throttled += 1
+                with self._counters:
+                    self.throttled += 1
+                    delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rng)
+                if limiter:
+                    limiter.slow_down()
                 if attempt + 1 == self.max_attempts:
                     break
-                self._sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rng))
+                self._sleep(delay)
         raise CognitoThrottledError(f"{operation} still throttled after {self.max_attempts} attempts")
 
-    def list_users(self, user_pool_id: str, filter_expression: str | None = None) -> Iterator[dict[str, Any]]:
+    def list_users(
+        self, user_pool_id: str, filter_expression: str | None = None, limiter: RateLimiter | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every user of the pool (or of one filtered slice), page by page until no token is left.
 
         A filtered page may be empty while a token still follows, so only the token ends the loop.
@@ -92,12 +110,29 @@ class CognitoHook(AwsBaseHook):
         if filter_expression:
             params["Filter"] = filter_expression
         while True:
-            page = self.call("ListUsers", **params)
+            page = self.call("ListUsers", limiter, **params)
             yield from page.get("Users", [])
             token = page.get("PaginationToken")
             if not token:
                 return
             params["PaginationToken"] = token
+
+    def list_users_sliced(
+        self, user_pool_id: str, slices: int, limiter: RateLimiter, max_chains: int = MAX_CHAINS
+    ) -> list[list[dict[str, Any]]]:
+        """The pool as disjoint slices by sub prefix, their token chains run side by side.
+
+        One chain waits a round trip per page; several keep the shared limiter, and so
+        the quota, busy. Returns the users of each slice, in the order of sub_prefixes().
+        """
+        self.conn  # noqa: B018 - build the (thread-safe) client once, before the threads share it
+
+        def chain(prefix: str) -> list[dict[str, Any]]:
+            return list(self.list_users(user_pool_id, f'sub ^= "{prefix}"' if prefix else None, limiter))
+
+        prefixes = sub_prefixes(slices)
+        with ThreadPoolExecutor(max_workers=min(max_chains, len(prefixes))) as chains:
+            return list(chains.map(chain, prefixes))
 
     def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
         return self.call("DescribeUserPool", UserPoolId=user_pool_id)["UserPool"]
@@ -144,6 +179,12 @@ def schema_attribute(pool: dict[str, Any], attribute: str) -> dict[str, Any] | N
         if entry.get("Name") == attribute:
             return entry
     return None
+
+
+def sub_prefixes(slices: int) -> list[str]:
+    """Disjoint prefixes that together cover every sub (a lower-case UUID): 1, 16 or 256 of them."""
+    digits = {1: 0, 16: 1, 256: 2}[slices]
+    return [format(n, f"0{digits}x") for n in range(slices)] if digits else [""]
 
 
 def _snake_case(operation: str) -> str:

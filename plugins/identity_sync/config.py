@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "config" / "environments.yaml"
 
 STALE_POLICIES = ("keep", "clear")
+LIST_USERS_QUOTA = 30.0  # ListUsers requests per second, per account and Region (not adjustable)
+SLICE_COUNTS = (1, 16, 256)  # a sub prefix of 0, 1 or 2 hex digits
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _POOL_ID = re.compile(r"^[\w-]+_[0-9a-zA-Z]+$")
 _CONN_ID = re.compile(r"^[\w.-]{1,250}$")
@@ -42,6 +44,8 @@ class Environment:
     stale_cognito_ids: str = "keep"
     max_change_ratio: float = 0.05
     protected: bool = False
+    list_users_rps: float = 25.0
+    list_users_slices: int = 16
 
     @property
     def lock_name(self) -> str:
@@ -120,6 +124,22 @@ def parse_environment(name: Any, raw: Any) -> Environment:
         if not isinstance(raw["protected"], bool):
             raise ConfigError(f"environment {name!r}: key 'protected' must be true or false, got {raw['protected']!r}")
         values["protected"] = raw["protected"]
+    if "list_users_rps" in raw:
+        rps = raw["list_users_rps"]
+        if isinstance(rps, bool) or not isinstance(rps, int | float) or not 0 < rps <= LIST_USERS_QUOTA:
+            raise ConfigError(
+                f"environment {name!r}: key 'list_users_rps' must be a number in (0, {LIST_USERS_QUOTA:g}] "
+                f"(the ListUsers quota per account and Region), got {rps!r}"
+            )
+        values["list_users_rps"] = float(rps)
+    if "list_users_slices" in raw:
+        slices = raw["list_users_slices"]
+        if slices not in SLICE_COUNTS or isinstance(slices, bool):
+            raise ConfigError(
+                f"environment {name!r}: key 'list_users_slices' must be one of {', '.join(map(str, SLICE_COUNTS))}, "
+                f"got {slices!r}"
+            )
+        values["list_users_slices"] = slices
     return Environment(name=name, **values)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +12,9 @@ import pandas as pd
 from identity_sync.cognito import CognitoHook, user_attributes
 from identity_sync.config import Environment
 from identity_sync.identity import normalise_emails
+from identity_sync.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
 
 POOL_COLUMNS = [
     "sub",
@@ -57,12 +62,38 @@ def records_frame(records: Iterable[tuple[Any, ...] | dict[str, Any]]) -> pd.Dat
 
 
 def extract_pool(env: Environment, hook: CognitoHook | None = None) -> pd.DataFrame:
-    """All users of the environment's pool; fails if Cognito returns the same sub twice."""
+    """All users of the environment's pool, listed in slices at the environment's ListUsers rate.
+
+    Fails if a user comes back twice (in two slices, or twice in one), since then the
+    slices or the pages are not what we think; a total that differs from the pool's own
+    estimate is logged (the estimate is eventually consistent, as ListUsers is).
+    """
     hook = hook or CognitoHook(aws_conn_id=env.aws_conn_id)
-    frame = pool_frame(hook.list_users(env.user_pool_id), env.attribute)
+    limiter = RateLimiter(env.list_users_rps)
+    started = time.monotonic()
+    slices = hook.list_users_sliced(env.user_pool_id, env.list_users_slices, limiter)
+    elapsed = time.monotonic() - started
+    frame = pool_frame((user for part in slices for user in part), env.attribute)
     duplicated = int(frame["sub"].duplicated().sum())
     if duplicated:
         raise RuntimeError(
-            f"environment {env.name!r}: ListUsers returned {duplicated} users twice; extraction is unreliable"
+            f"environment {env.name!r}: ListUsers returned {duplicated} users twice across "
+            f"{len(slices)} slices; extraction is unreliable"
         )
+    estimate = hook.describe_user_pool(env.user_pool_id).get("EstimatedNumberOfUsers")
+    log.info(
+        "environment %s: %d users in %d slices (largest %d), %d ListUsers calls in %.1fs (%.1f/s), %d throttled; "
+        "pool estimate %s",
+        env.name,
+        len(frame),
+        len(slices),
+        max(map(len, slices)),
+        hook.calls,
+        elapsed,
+        hook.calls / elapsed if elapsed else 0.0,
+        hook.throttled,
+        estimate,
+    )
+    if estimate is not None and estimate != len(frame):
+        log.warning("environment %s: listed %d users, the pool estimates %s", env.name, len(frame), estimate)
     return frame

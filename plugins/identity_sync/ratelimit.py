@@ -52,6 +52,7 @@ class RateLimiter:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.interval = 1.0 / rate
+        self.slowest = 2.0 / rate
         self._clock = clock
         self._sleep = sleep
         self._next = clock()
@@ -67,3 +68,12 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def slow_down(self, factor: float = 1.25) -> None:
+        """After a throttle: someone else shares the quota. Space permits further apart, down to half the rate."""
+        with self._lock:
+            self.interval = min(self.interval * factor, self.slowest)
+
+    @property
+    def rate(self) -> float:
+        return 1.0 / self.interval

@@ -22,3 +22,9 @@ RETRY_ARGS = {
 # each at rate / WRITE_SLOTS: together they never exceed the rate, under any executor.
 WRITE_SLOTS = 4
 DEFAULT_WRITE_RATE = 20.0  # per second; AdminUpdateUserAttributes' quota is 25 per account and Region
+
+# Extractions run one at a time across every DAG and run of the deployment (an Airflow pool
+# with ONE slot, under any executor), so each may use the whole ListUsers rate it is
+# configured with: the quota is per account and Region, shared by every pool there.
+# Create it once: airflow pools set cognito_list_users 1 "ListUsers quota: one extraction at a time"
+LIST_USERS_POOL = "cognito_list_users"

@@ -10,6 +10,7 @@ moto keeps its state process-wide: every pool here has a unique name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -348,7 +349,7 @@ def test_extract_pool_builds_the_documented_frame(big_pool: Pool, proxy: StrictC
     for column in POOL_COLUMNS:
         if column != "enabled":
             assert frame[column].dtype == "string", column
-    assert proxy.calls["ListUsers"] == math.ceil(POOL_SIZE / 60)
+    assert proxy.calls["ListUsers"] == 16  # 16 slices by sub prefix, each within one page of 60
 
     actual = frame.astype({"enabled": "boolean"}).sort_values("username", ignore_index=True)
     pd.testing.assert_frame_equal(actual, expected_frame(PEOPLE, big_pool.subs))
@@ -392,11 +393,28 @@ def test_extract_pool_with_another_attribute_name(moto_url: str, proxy: StrictCo
     assert frame["internal_user_id"].isna().sum() == 4
 
 
+@pytest.mark.parametrize(("slices", "calls"), [(1, math.ceil(POOL_SIZE / 60)), (256, 256)])
+def test_extract_pool_lists_every_user_once_whatever_the_slicing(
+    big_pool: Pool, proxy: StrictCognitoProxy, slices: int, calls: int
+) -> None:
+    env = dataclasses.replace(environment(big_pool.id), list_users_slices=slices)
+    frame = extract_pool(env)
+    assert len(frame) == POOL_SIZE and frame["sub"].is_unique
+    assert proxy.calls["ListUsers"] == calls
+
+
 def test_extract_pool_refuses_a_sub_seen_twice() -> None:
     class Repeating:
-        def list_users(self, user_pool_id: str) -> list[dict[str, Any]]:
+        """Two slices that both return one user: the slices overlap, so the extraction is not trusted."""
+
+        calls = throttled = 0
+
+        def list_users_sliced(self, user_pool_id: str, slices: int, limiter: object) -> list[list[dict[str, Any]]]:
             user = {"Username": "u", "Attributes": [{"Name": "sub", "Value": "s-1"}]}
-            return [user, dict(user)]
+            return [[user], [dict(user)]]
+
+        def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
+            return {"EstimatedNumberOfUsers": 1}
 
     with pytest.raises(RuntimeError, match="twice"):
         extract_pool(environment("us-east-2_Fake01"), hook=Repeating())  # type: ignore[arg-type]
