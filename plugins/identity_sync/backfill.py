@@ -18,7 +18,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from identity_sync.cognito import CognitoHook
-from identity_sync.identity import new_internal_id, normalise_emails, normalise_internal_ids
+from identity_sync.identity import member_of, new_internal_id, normalise_emails, normalise_internal_ids
 from identity_sync.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     unique_email_row = t[t["email_norm"].map(rows_per_email) == 1].set_index("email_norm")["UserID"]
     by_email = p["email_norm"].map(unique_email_row).where(~pool_email_shared & by_sub.isna())
     claimed_by_sub = set(by_sub.dropna())
-    row_claimed = by_email.isin(claimed_by_sub)
+    row_claimed = member_of(by_email, claimed_by_sub)
     by_email = by_email.where(~row_claimed)
     p["UserID"] = by_sub.fillna(by_email).astype("Int64")
     p["matched_by"] = pd.Series("sub", index=p.index).where(by_sub.notna(), "e-mail").where(p["UserID"].notna())
@@ -109,9 +109,9 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     decide(matched & p["has_attr"] & p["iid"].eq(p["row_iid"]).fillna(False), "done", "done")
     decide(matched & p["has_attr"], "conflict", "different_id")
     decide(matched & p["row_iid"].isna(), "conflict", "row_invalid_id")
-    decide(matched & p["row_iid"].isin(carried), "conflict", "id_taken")
+    decide(matched & member_of(p["row_iid"], carried), "conflict", "id_taken")
     decide(matched, "write", "write")
-    decide(p["has_attr"] & p["iid"].isin(set(t["iid"].dropna())), "done", "done")
+    decide(p["has_attr"] & member_of(p["iid"], t["iid"]), "done", "done")
     decide(p["has_attr"], "unlinked", "unknown_id")
     decide(row_claimed.reindex(p.index, fill_value=False), "conflict", "row_claimed")
     decide(pool_email_shared, "conflict", "pool_email_shared")
@@ -125,12 +125,12 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     ]
 
     # Rows that no pool user stands for, by sub, e-mail or id.
-    represented = set(p["UserID"].dropna()) | set(t.loc[t["iid"].isin(carried), "UserID"])
+    represented = set(p["UserID"].dropna()) | set(t.loc[member_of(t["iid"], carried), "UserID"])
     orphans = t[~t["UserID"].isin(represented)]
     pool_emails = set(p["email_norm"].dropna())
     invalid_id = orphans["iid"].isna()
     no_email = orphans["email_norm"].isna() & ~invalid_id
-    email_taken = orphans["email_norm"].isin(pool_emails).fillna(False) & ~no_email & ~invalid_id
+    email_taken = member_of(orphans["email_norm"], pool_emails) & ~no_email & ~invalid_id
     creatable = orphans[~invalid_id & ~no_email & ~email_taken]
     orphan_issues = []
     for mask, why in ((invalid_id, "row_invalid_id"), (no_email, "no_email"), (email_taken, "email_taken")):

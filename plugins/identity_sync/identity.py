@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -40,6 +41,19 @@ def normalise_internal_ids(values: pd.Series) -> pd.Series:
     """Lower-case canonical UUIDs; anything that is not a UUID becomes missing."""
     lowered = values.astype("string").str.strip().str.lower()
     return lowered.where(lowered.str.match(UUID_PATTERN, na=False))
+
+
+def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd.Series:
+    """``values.isin(candidates)`` in linear time for any dtype; missing values are never members.
+
+    pandas' isin on Arrow-backed strings converts every candidate to a scalar one by one
+    (seconds per million); hashing plain objects is what isin does fast.
+    """
+    pool = candidates if isinstance(candidates, pd.Series) else pd.Series(list(candidates), dtype=object)
+    found = pd.Series(values.to_numpy(dtype=object, na_value=None), index=values.index, dtype=object).isin(
+        pool.to_numpy(dtype=object, na_value=None)
+    )
+    return found & values.notna()
 
 
 def new_internal_id() -> str:

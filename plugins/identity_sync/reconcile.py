@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from identity_sync.identity import email_keys, normalise_emails, normalise_internal_ids
+from identity_sync.identity import email_keys, member_of, normalise_emails, normalise_internal_ids
 
 CATEGORIES = (
     "relink",
@@ -96,7 +96,7 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
 
     pool_email_shared = p["email_norm"].notna() & p["email_norm"].duplicated(keep=False)
     pool_iid_shared = p["iid"].notna() & p["iid"].duplicated(keep=False)
-    shared_row_ids = set(t.loc[row_iid_shared, "iid"])
+    shared_row_ids = t.loc[row_iid_shared, "iid"]
 
     issues: list[pd.DataFrame] = []
 
@@ -120,7 +120,7 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
     invalid = has_attr & p["iid"].isna()
     issue(p[invalid], "conflict", "invalid_id")
     issue(p[pool_iid_shared], "conflict", "duplicate_id")
-    on_shared_rows = p["iid"].isin(shared_row_ids) & ~pool_iid_shared
+    on_shared_rows = member_of(p["iid"], shared_row_ids) & ~pool_iid_shared
     issue(p[on_shared_rows], "conflict", "duplicate_row_id")
     keyed = p[p["iid"].notna() & ~pool_iid_shared & ~on_shared_rows]
     keyed = keyed.assign(pool_email_shared=pool_email_shared[keyed.index])
@@ -129,7 +129,7 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
         t["iid"].notna() & ~row_iid_shared, ["UserID", "InternalUserID", "CognitoID", "Email", "iid", "email_norm"]
     ]
     linked = keyed.merge(rows, on="iid", how="inner", suffixes=("", "_row"))
-    absent = keyed[~keyed["iid"].isin(rows["iid"])]
+    absent = keyed[~member_of(keyed["iid"], rows["iid"])]
 
     # --- pool users without the attribute: fall back to a unique e-mail match -----------
     bare = p[~has_attr]
@@ -145,11 +145,11 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
     )
     # A row is not free for the fallback if a pool user claims it by id (even one in conflict),
     # or if it holds another live pool user's sub: re-pointing it would hand that person's row over.
-    claimed_ids = set(p["iid"].dropna())
+    claimed_ids = p["iid"]
     taken = (
         by_email["UserID"].isin(linked["UserID"])
-        | normalise_internal_ids(by_email["InternalUserID"]).isin(claimed_ids).fillna(False)
-        | (by_email["CognitoID"].isin(set(p["sub"].dropna())) & by_email["CognitoID"].ne(by_email["sub"])).fillna(False)
+        | member_of(normalise_internal_ids(by_email["InternalUserID"]), claimed_ids)
+        | (member_of(by_email["CognitoID"], p["sub"]) & by_email["CognitoID"].ne(by_email["sub"]).fillna(False))
     )
     issue(by_email[taken], "conflict", "row_taken")
     by_email = by_email[~taken]
@@ -177,10 +177,9 @@ def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "k
     email_updates = linked[email_differs & ~linked["pool_email_shared"]]
     fallbacks = by_email[by_email["CognitoID"].ne(by_email["sub"]).fillna(True)]
 
-    linked_ids = set(linked["UserID"]) | set(by_email["UserID"])
-    pool_subs = set(p["sub"].dropna())
+    linked_ids = pd.concat([linked["UserID"], by_email["UserID"]], ignore_index=True)
     unlinked_rows = t[~t["UserID"].isin(linked_ids)]
-    stale = unlinked_rows[unlinked_rows["CognitoID"].notna() & ~unlinked_rows["CognitoID"].isin(pool_subs)]
+    stale = unlinked_rows[unlinked_rows["CognitoID"].notna() & ~member_of(unlinked_rows["CognitoID"], p["sub"])]
     stale = stale.assign(sub=pd.NA)
 
     parts = [
@@ -318,8 +317,7 @@ def _count(
     counts["stale"] = stale_rows
     for category, n in issues.loc[issues["category"].isin(["unlinked", "conflict"]), "category"].value_counts().items():
         counts[str(category)] = int(n)
-    touched = set(changes["sub"].dropna())
-    troubled = set(issues.loc[issues["category"] == "conflict", "sub"].dropna())
+    touched = pd.concat([changes["sub"], issues.loc[issues["category"] == "conflict", "sub"]], ignore_index=True)
     pairs = pd.concat([linked["sub"], by_email["sub"]], ignore_index=True)
-    counts["unchanged"] = int((~pairs.isin(touched | troubled)).sum())
+    counts["unchanged"] = int((~member_of(pairs, touched)).sum())
     return counts

@@ -17,11 +17,27 @@ from typing import Any
 import pandas as pd
 
 from identity_sync.config import Environment
-from identity_sync.identity import email_keys, new_internal_id
+from identity_sync.identity import email_keys, member_of, new_internal_id
 from identity_sync.reconcile import TABLE_COLUMNS, Plan
 from identity_sync.sql import Dialect, dialect_for, statement, statements
 
 log = logging.getLogger(__name__)
+
+
+STAGE_BATCH = 50_000  # rows per executemany: bounds the memory of the Python tuples, not the transaction
+STAGED_CHANGE_COLUMNS = [  # the order of include/sql/stage_change.sql
+    "UserID",
+    "ExpectedInternalUserID",
+    "SetCognitoID",
+    "ClearCognitoID",
+    "OldCognitoID",
+    "NewCognitoID",
+    "SetEmail",
+    "ClearEmail",
+    "OldEmail",
+    "NewEmail",
+]
+STAGED_INSERT_COLUMNS = ["InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
 
 
 class PlanDriftError(RuntimeError):
@@ -169,8 +185,8 @@ class UsersTable:
     def apply(self, plan: Plan, lock_timeout: int = 30) -> ApplyResult:
         """Apply the plan's changes and inserts, all or nothing."""
         changes = staged_changes(plan.changes)
-        inserts = staged_inserts(plan.inserts)
-        if not changes and not inserts:
+        inserts = plan.inserts[STAGED_INSERT_COLUMNS]
+        if changes.empty and inserts.empty:
             return ApplyResult(0, 0, 0, 0)
         try:
             inserted = self._apply_staged(changes, inserts, lock_timeout)
@@ -186,15 +202,19 @@ class UsersTable:
             emails_set=int(kinds.get("Email", 0)),
         )
 
-    def _apply_staged(self, changes: list[tuple[Any, ...]], inserts: list[tuple[Any, ...]], lock_timeout: int) -> int:
+    def _stage(self, cursor: Any, statement_name: str, frame: pd.DataFrame) -> None:
+        """executemany in batches: only one batch of Python tuples is alive at a time."""
+        sql = self._statement(statement_name)
+        for start in range(0, len(frame), STAGE_BATCH):
+            cursor.executemany(sql, _db_rows(frame.iloc[start : start + STAGE_BATCH]))
+
+    def _apply_staged(self, changes: pd.DataFrame, inserts: pd.DataFrame, lock_timeout: int) -> int:
         with self.transaction(lock_timeout) as cursor:
             for name in ("drop_staging", "create_staged_changes", "create_staged_inserts"):
                 for sql in statements(name, self.dialect, self.table):
                     cursor.execute(sql)
-            if changes:
-                cursor.executemany(self._statement("stage_change"), changes)
-            if inserts:
-                cursor.executemany(self._statement("stage_insert"), inserts)
+            self._stage(cursor, "stage_change", changes)
+            self._stage(cursor, "stage_insert", inserts)
             drifted = self._scalar(cursor, "count_drifted_rows")
             if drifted:
                 raise PlanDriftError(
@@ -210,7 +230,7 @@ class UsersTable:
             for name in ("clear_changed_keys", "set_changed_keys"):
                 cursor.execute(self._statement(name))
             inserted = 0
-            if inserts:
+            if len(inserts):
                 cursor.execute(self._statement("insert_staged_rows"))
                 inserted = cursor.rowcount
                 if inserted != len(inserts):
@@ -220,48 +240,32 @@ class UsersTable:
         return inserted
 
 
-def _none(value: Any) -> Any:
-    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
-
-
-def staged_changes(changes: pd.DataFrame) -> list[tuple[Any, ...]]:
+def staged_changes(changes: pd.DataFrame) -> pd.DataFrame:
     """One staging tuple per row, both columns at once.
 
     A row must be cleared before the others are set when its old value is another
     staged row's new value (a swap or a chain); only those rows are cleared.
     """
     if changes.empty:
-        return []
+        return pd.DataFrame(columns=STAGED_CHANGE_COLUMNS)
     rows = changes["UserID"].drop_duplicates().reset_index(drop=True)
     frame = pd.DataFrame({"UserID": rows})
     ids = changes.drop_duplicates("UserID").set_index("UserID")["InternalUserID"]
     frame["ExpectedInternalUserID"] = frame["UserID"].map(ids)
     for column, norm in (("CognitoID", lambda s: s.astype("string")), ("Email", email_keys)):
         mine = changes[changes["column"] == column].set_index("UserID")
-        wanted = set(norm(mine["new"]).dropna())
+        wanted = norm(mine["new"])
         frame[f"Set{column}"] = frame["UserID"].isin(mine.index).astype(int)
         frame[f"Old{column}"] = frame["UserID"].map(mine["old"])
         frame[f"New{column}"] = frame["UserID"].map(mine["new"])
         old_norm = norm(frame[f"Old{column}"].astype("string"))
-        frame[f"Clear{column}"] = (frame[f"Set{column}"].astype(bool) & old_norm.isin(wanted).fillna(False)).astype(int)
-    ordered = frame[
-        [
-            "UserID",
-            "ExpectedInternalUserID",
-            "SetCognitoID",
-            "ClearCognitoID",
-            "OldCognitoID",
-            "NewCognitoID",
-            "SetEmail",
-            "ClearEmail",
-            "OldEmail",
-            "NewEmail",
-        ]
-    ].astype(object)
-    ordered["UserID"] = ordered["UserID"].astype(int)
-    return [tuple(_none(v) for v in row) for row in ordered.itertuples(index=False, name=None)]
+        frame[f"Clear{column}"] = (frame[f"Set{column}"].astype(bool) & member_of(old_norm, wanted)).astype(int)
+    return frame[STAGED_CHANGE_COLUMNS]
 
 
-def staged_inserts(inserts: pd.DataFrame) -> list[tuple[Any, ...]]:
-    columns = ["InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
-    return [tuple(_none(v) for v in row) for row in inserts[columns].astype(object).itertuples(index=False, name=None)]
+def _db_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """DB-API parameter rows: Python scalars, None for every kind of missing value."""
+    plain = frame.astype(object)
+    return list(map(tuple, plain.where(frame.notna(), None).to_numpy().tolist()))
+
+
