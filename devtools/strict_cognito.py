@@ -52,6 +52,7 @@ _HOP_BY_HOP = frozenset(
 _SIGNING_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
 
 Outcome = Literal["accepted", "throttled", "rejected"]
+STATS_PATH = "/_strict/stats"
 
 
 class CallEvent(NamedTuple):
@@ -189,6 +190,16 @@ class StrictCognitoProxy:
         self.stop()
 
     # -- test controls -------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and events as JSON-able data (events: [monotonic time, operation, outcome])."""
+        with self.lock:
+            return {
+                "calls": dict(self.calls),
+                "throttled": dict(self.throttled),
+                "rejected": dict(self.rejected),
+                "events": [list(e) for e in self.events],
+            }
 
     def force_throttle(self, operation: str, times: int) -> None:
         """Throttle the next ``times`` calls of ``operation``, regardless of quota."""
@@ -407,6 +418,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_GET(self) -> None:
+        if self.path == STATS_PATH:  # the proxy's own counters, for a caller in another process
+            body = json.dumps(self.server.proxy.stats()).encode()
+            self._send(200, [("Content-Type", "application/json")], body)
+            return
         self._handle()
 
     def do_PUT(self) -> None:
@@ -431,7 +446,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if proxy.latency:
-            time.sleep(proxy.latency)
+            time.sleep(proxy.latency / 2)  # the request's way there; the answer's way back is in _send
         target = self.headers.get("X-Amz-Target", "")
         if not target.startswith(TARGET_PREFIX):
             self._forward(body)
@@ -478,6 +493,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body: bytes,
         content_length: str | None = None,
     ) -> None:
+        if self.server.proxy.latency and self.path != STATS_PATH:
+            time.sleep(self.server.proxy.latency / 2)
         self.send_response_only(status)  # no Server/Date: relayed ones would duplicate
         for name, value in headers:
             self.send_header(name, value)
@@ -485,3 +502,26 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def main() -> None:
+    """Run the layer in a process of its own: its timing then shares no interpreter lock with the caller.
+
+    ``python -m devtools.strict_cognito --upstream URL [--latency S] [--quota Operation=RPS ...]``
+    prints its URL on one line and serves until its standard input closes; counters at GET /_strict/stats.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--quota", action="append", default=[], help="Operation=requests per second")
+    args = parser.parse_args()
+    quotas = {op: float(rps) for op, rps in (q.split("=", 1) for q in args.quota)}
+    with StrictCognitoProxy(args.upstream, latency=args.latency, quotas=quotas) as proxy:
+        print(proxy.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -41,7 +41,14 @@ def share_of_rate(rate: float, slots: int, operation: str) -> float:
 
 
 class RateLimiter:
-    """Evenly spaced permits: at most ``rate`` per second, with no burst above it."""
+    """Evenly spaced permits: at most ``rate`` per second, with no burst above it.
+
+    After a throttle it backs off (someone else is using the same quota) and then, one
+    permit at a time, works its way back to the configured rate: a transient throttle
+    costs a few seconds of pace, not the rest of the run.
+    """
+
+    RECOVERY = 0.99  # interval factor per permit while slowed down: 1.25x slower is undone in ~22 permits
 
     def __init__(
         self,
@@ -51,7 +58,7 @@ class RateLimiter:
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
-        self.interval = 1.0 / rate
+        self.base_interval = self.interval = 1.0 / rate
         self.slowest = 2.0 / rate
         self._clock = clock
         self._sleep = sleep
@@ -64,6 +71,7 @@ class RateLimiter:
             now = self._clock()
             at = max(now, self._next)
             self._next = at + self.interval
+            self.interval = max(self.base_interval, self.interval * self.RECOVERY)
         wait = at - now
         if wait > 0:
             self._sleep(wait)

@@ -267,5 +267,3 @@ def _db_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """DB-API parameter rows: Python scalars, None for every kind of missing value."""
     plain = frame.astype(object)
     return list(map(tuple, plain.where(frame.notna(), None).to_numpy().tolist()))
-
-
