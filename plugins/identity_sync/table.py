@@ -227,8 +227,10 @@ class UsersTable:
                     f"{present} of {len(inserts)} InternalUserIDs to insert appeared since the plan was made; "
                     "nothing was written: run the sync again"
                 )
-            for name in ("clear_changed_keys", "set_changed_keys"):
-                cursor.execute(self._statement(name))
+            if changes[["ClearCognitoID", "ClearEmail"]].to_numpy().any():  # swaps and chains only
+                cursor.execute(self._statement("clear_changed_keys"))
+            if len(changes):
+                cursor.execute(self._statement("set_changed_keys"))
             inserted = 0
             if len(inserts):
                 cursor.execute(self._statement("insert_staged_rows"))
