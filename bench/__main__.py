@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=1_200, help="attribute writes in the backfill benchmark")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    for name in ("airflow", "identity_sync", "botocore"):  # the table is the output; progress lines would bury it
+        logging.getLogger(name).setLevel(logging.WARNING)
     only = set(args.only or ["extraction", "reconcile", "backfill"])
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from identity_sync.cognito import CognitoHook, schema_attribute
 from identity_sync.config import Settings
 from identity_sync.extract import extract_pool
 from identity_sync.migrations import apply_migrations, pending_migrations
-from identity_sync.ratelimit import RateLimiter, share_of_rate
+from identity_sync.ratelimit import RateLimiter, collector_paused, share_of_rate
 from identity_sync.report import RunFiles, counts_table
 from identity_sync.sync import SyncRefusedError
 from identity_sync.table import UsersTable
@@ -159,7 +159,8 @@ def write_chunk_step(settings: Settings, chunk: dict[str, Any], *, rate: float, 
     hook = CognitoHook(aws_conn_id=env.aws_conn_id)
     label = f"{env.name} {chunk['kind']}s, chunk {chunk['part']}"
     run = write_attributes if chunk["kind"] == "write" else create_users
-    outcome = run(hook, env.user_pool_id, env.attribute, frame, limiter, label)
+    with collector_paused():
+        outcome = run(hook, env.user_pool_id, env.attribute, frame, limiter, label)
     log.info("%s: %s (throttled and retried: %d)", label, outcome, hook.throttled)
     return {"environment": env.name, "kind": chunk["kind"], **outcome, "throttled": hook.throttled}
 

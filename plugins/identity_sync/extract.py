@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -14,7 +12,7 @@ import pandas as pd
 from identity_sync.cognito import CognitoHook, user_attributes
 from identity_sync.config import Environment
 from identity_sync.identity import normalise_emails
-from identity_sync.ratelimit import RateLimiter
+from identity_sync.ratelimit import RateLimiter, collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +59,6 @@ def records_frame(records: Iterable[tuple[Any, ...] | dict[str, Any]]) -> pd.Dat
     frame["enabled"] = frame["enabled"].astype(bool)
     frame.insert(3, "email_norm", normalise_emails(frame["email"]))
     return frame
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the chains run; one full collection after.
-
-    A collection pause (~100 ms with many response objects alive) holds back requests
-    the limiter has already released; they then reach Cognito together and exceed the
-    per-second quota. Measured: at 28 RPS against a 30 RPS quota, 3 throttled calls with
-    the collector on, none with it paused. The responses are acyclic, so reference
-    counting still frees them meanwhile.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        gc.collect()
 
 
 def extract_pool(env: Environment, hook: CognitoHook | None = None) -> pd.DataFrame:

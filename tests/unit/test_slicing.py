@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import uuid
 
 import pytest
 
 from identity_sync.cognito import sub_prefixes
-from identity_sync.ratelimit import RateLimiter
+from identity_sync.ratelimit import RateLimiter, collector_paused
 
 
 @pytest.mark.parametrize("slices", [1, 16, 256])
@@ -76,3 +77,12 @@ def test_the_pace_never_exceeds_the_configured_rate_even_while_recovering() -> N
     times = grant_times(limiter, clock, 200)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 1 / 25.0 - 1e-12
+
+
+def test_the_collector_stays_paused_until_the_last_paced_loop_ends() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer loop is still pacing
+    assert gc.isenabled()
