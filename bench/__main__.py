@@ -31,7 +31,9 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'case':<52} {'seconds':>8} {'rows/calls':>11} {'per s':>7} {'of quota':>8} {'peak MB':>8} {'failed':>6}  note"
+    columns = ["seconds", "rows/calls", "per s", "of quota", "peak MB", "failed"]
+    widths = [8, 11, 7, 8, 8, 6]
+    header = f"{'case':<52} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)) + "  note"
     lines = [header, "-" * len(header)]
     for r in rows:
         count = r.get("rows_written", r.get("calls"))
