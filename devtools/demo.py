@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +25,7 @@ from devtools.local_airflow import (
     airflow_environment,
     aws_connection,
     connection_variable,
+    dags_test,
     migrate_metadata,
     sqlite_connection,
 )
@@ -87,18 +85,7 @@ def _run_dag(env: dict[str, str], run: int, reason: str) -> Path:
     conf = {"environments": ["dev"], "after_restore": True, "reason": reason}
     log = DEMO_DIR / f"dags-test-{run}.log"
     _say(f"run {run}: airflow dags test {DAG_ID} (log: {log.relative_to(PROJECT_ROOT)})")
-    with log.open("w") as out:
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        print(log.read_text()[-6000:])
-        raise SystemExit(f"[demo] run {run} failed (exit {result.returncode}); see {log}")
-    runs = sorted((DEMO_DIR / "runs" / DAG_ID).iterdir(), key=lambda p: p.stat().st_mtime)
-    return runs[-1] / "dev"
+    return dags_test(env, DAG_ID, conf, log, DEMO_DIR / "runs") / "dev"
 
 
 def _summary(run_dir: Path) -> dict[str, int]:

@@ -11,11 +11,8 @@ creates the missing ones with create_missing_users, and the sync links every row
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from devtools.local_airflow import (
     airflow_environment,
     aws_connection,
     connection_variable,
+    dags_test,
     migrate_metadata,
     sqlite_connection,
 )
@@ -65,19 +63,8 @@ def _prod_world(client: Any) -> dict[str, Any]:
 
 
 def _run(env: dict[str, str], dag_id: str, conf: dict, label: str) -> Path:
-    log = DEMO_DIR / f"{label}.log"
     _say(f"{label}: airflow dags test {dag_id} {json.dumps(conf)}")
-    with log.open("w") as out:
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        print(log.read_text()[-6000:])
-        raise SystemExit(f"[demo-backfill] {label} failed; see {log}")
-    return sorted((DEMO_DIR / "runs" / dag_id).iterdir(), key=lambda p: p.stat().st_mtime)[-1]
+    return dags_test(env, dag_id, conf, DEMO_DIR / f"{label}.log", DEMO_DIR / "runs")
 
 
 def _backfill_summary(run: Path, env: str) -> dict:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REGION = "us-east-2"
@@ -64,3 +65,21 @@ def migrate_metadata(env: dict[str, str]) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def dags_test(env: dict[str, str], dag_id: str, conf: dict[str, Any], log: Path, runs: Path) -> Path:
+    """`airflow dags test DAG_ID -c CONF`, output to ``log``; returns the run's folder under ``runs``.
+
+    On failure, prints the end of the log and exits: the demos stop at the first failed run.
+    """
+    with log.open("w") as out:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, "-c", json.dumps(conf)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if result.returncode != 0:
+        print(log.read_text()[-6000:])
+        raise SystemExit(f"airflow dags test {dag_id} failed (exit {result.returncode}); see {log}")
+    return max((runs / dag_id).iterdir(), key=lambda p: p.stat().st_mtime)

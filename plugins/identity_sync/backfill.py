@@ -132,34 +132,25 @@ def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bo
     no_email = orphans["email_norm"].isna() & ~invalid_id
     email_taken = member_of(orphans["email_norm"], pool_emails) & ~no_email & ~invalid_id
     creatable = orphans[~invalid_id & ~no_email & ~email_taken]
-    orphan_issues = []
-    for mask, why in ((invalid_id, "row_invalid_id"), (no_email, "no_email"), (email_taken, "email_taken")):
-        rows = orphans[mask]
-        orphan_issues.append(
-            pd.DataFrame(
-                {
-                    "sub": pd.NA,
-                    "username": pd.NA,
-                    "UserID": rows["UserID"].values,
-                    "InternalUserID": rows["InternalUserID"].values,
-                    "category": "missing_user",
-                    "reason": REASON[why],
-                }
-            )
+
+    def missing(rows: pd.DataFrame, why: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "sub": pd.NA,
+                "username": pd.NA,
+                "UserID": rows["UserID"].values,
+                "InternalUserID": rows["InternalUserID"].values,
+                "category": "missing_user",
+                "reason": REASON[why],
+            }
         )
+
+    orphan_issues = [
+        missing(orphans[mask], why)
+        for mask, why in ((invalid_id, "row_invalid_id"), (no_email, "no_email"), (email_taken, "email_taken"))
+    ]
     if not create_missing:
-        orphan_issues.append(
-            pd.DataFrame(
-                {
-                    "sub": pd.NA,
-                    "username": pd.NA,
-                    "UserID": creatable["UserID"].values,
-                    "InternalUserID": creatable["InternalUserID"].values,
-                    "category": "missing_user",
-                    "reason": REASON["no_user"],
-                }
-            )
-        )
+        orphan_issues.append(missing(creatable, "no_user"))
         creatable = creatable.iloc[0:0]
     creates = creatable.assign(InternalUserID=creatable["iid"])[CREATE_COLUMNS]
     issues = pd.concat([issues, *[o for o in orphan_issues if len(o)]], ignore_index=True)

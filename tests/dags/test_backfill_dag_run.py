@@ -15,33 +15,20 @@ import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
 
-from devtools.emulator import aws_client, start_moto_server
+from devtools.emulator import aws_client
 from devtools.local_airflow import (
     PROJECT_ROOT,
     aws_connection,
     connection_variable,
-    migrate_metadata,
     mysql_connection,
 )
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
-from devtools.strict_cognito import StrictCognitoProxy
 from identity_sync.cognito import user_attributes
 from identity_sync.identity import normalise_internal_ids
 from identity_sync.sql import MYSQL, schema_statement, statement
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def cognito() -> Iterator[tuple[str, StrictCognitoProxy]]:
-    migrate_metadata({})
-    server, moto_url = start_moto_server()
-    proxy = StrictCognitoProxy(moto_url)
-    proxy.start()
-    yield moto_url, proxy
-    proxy.stop()
-    server.stop()
 
 
 class LegacyTable(TableUnderTest):

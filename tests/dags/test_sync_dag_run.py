@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -16,32 +15,18 @@ import pytest
 import yaml
 from airflow.dag_processing.dagbag import DagBag
 
-from devtools.emulator import aws_client, start_moto_server
+from devtools.emulator import aws_client
 from devtools.local_airflow import (
     PROJECT_ROOT,
     aws_connection,
     connection_variable,
-    migrate_metadata,
     mysql_connection,
 )
 from devtools.population import build_scenario, create_pool, create_users
-from devtools.strict_cognito import StrictCognitoProxy
 from identity_sync.identity import normalise_internal_ids
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest
 
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def cognito() -> Iterator[tuple[str, StrictCognitoProxy]]:
-    """moto's server, and the stricter layer production-like calls go through."""
-    migrate_metadata({})
-    server, moto_url = start_moto_server()
-    proxy = StrictCognitoProxy(moto_url)
-    proxy.start()
-    yield moto_url, proxy
-    proxy.stop()
-    server.stop()
 
 
 @pytest.fixture
