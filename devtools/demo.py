@@ -9,7 +9,6 @@ left to change. Everything it makes lives under .demo/ and is made anew each tim
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -109,7 +108,6 @@ def main() -> None:
     env = airflow_environment(home)
     _say("preparing Airflow's metadata database (SQLite)")
     migrate_metadata(env)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per emulated request is noise
     server, endpoint = start_moto_server()
     try:
         _say(f"moto server (local Cognito) on {endpoint}")

@@ -11,6 +11,7 @@ data.  Use :func:`reset_moto` or unique resource names to isolate tests.
 from __future__ import annotations
 
 import http.client
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ DEFAULT_REGION = "us-east-2"
 
 def start_moto_server(host: str = "127.0.0.1") -> tuple[ThreadedMotoServer, str]:
     """Start moto on a free port of ``host`` and return the server and its URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per emulated request is noise
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     server.start()
     bound_host, port = server.get_host_and_port()
