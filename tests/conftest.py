@@ -18,7 +18,9 @@ import MySQLdb
 import pandas as pd
 import pytest
 
+from devtools.emulator import moto_server
 from devtools.local_airflow import PROJECT_ROOT, airflow_environment
+from devtools.strict_cognito import StrictCognitoProxy
 
 # Before anything imports Airflow: a home of its own for the tests (SQLite metadata, our
 # dags/ and plugins/), so that no test reads or writes ~/airflow.
@@ -116,3 +118,17 @@ def mariadb_table() -> Iterator[TableUnderTest]:
 def any_table(request: pytest.FixtureRequest) -> TableUnderTest:
     """The same test on both databases the product supports."""
     return request.getfixturevalue(f"{request.param}_table")
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's server for a test module (its state is process-wide: use unique pool names)."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def proxy(moto_url: str) -> Iterator[StrictCognitoProxy]:
+    """The strict layer in front of moto, with fresh counters for each test."""
+    with StrictCognitoProxy(moto_url) as running:
+        yield running

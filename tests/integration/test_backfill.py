@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from devtools.emulator import aws_client, moto_server
+from devtools.emulator import aws_client
 from devtools.local_airflow import aws_connection, connection_variable, mysql_connection, sqlite_connection
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from devtools.strict_cognito import StrictCognitoProxy
@@ -53,18 +53,6 @@ def iid(n: int) -> str:
 
 
 # -- Cognito ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[StrictCognitoProxy]:
-    with StrictCognitoProxy(moto_url) as running:
-        yield running
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 from botocore.exceptions import ClientError
 
-from devtools.emulator import DEFAULT_REGION, aws_client, moto_server
+from devtools.emulator import DEFAULT_REGION, aws_client
 from devtools.strict_cognito import LIST_USERS_MAX_LIMIT, StrictCognitoProxy
 from identity_sync.cognito import (
     LIST_USERS_PAGE_SIZE,
@@ -98,20 +97,8 @@ def create_pool(moto_url: str, people: list[Person]) -> Pool:
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def big_pool(moto_url: str) -> Pool:
     return create_pool(moto_url, PEOPLE)
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[StrictCognitoProxy]:
-    with StrictCognitoProxy(moto_url) as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import http.client
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from devtools.emulator import aws_client, moto_server
+from devtools.emulator import aws_client
 from devtools.strict_cognito import StrictCognitoProxy
 
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
@@ -36,18 +35,6 @@ def _dummy_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "AWS_MAX_ATTEMPTS",
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def proxy(moto_url: str) -> Iterator[StrictCognitoProxy]:
-    with StrictCognitoProxy(moto_url) as running:
-        yield running
 
 
 def cognito(url: str, config: Config = NO_RETRY) -> Any:
