@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,46 +199,61 @@ def _error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def _paced_calls(
+    rows: Iterable[tuple[Any, ...]],
+    call: Callable[..., Any],
+    tolerated: str,
+    outcomes: tuple[str, str],
+    limiter: RateLimiter,
+    progress: Progress,
+) -> dict[str, int]:
+    """One call per row at the limiter's pace; ``tolerated`` (an error code) counts as done by someone else."""
+    done, skipped = outcomes
+    outcome = {done: 0, skipped: 0}
+    for row in rows:
+        limiter.acquire()
+        try:
+            call(*row)
+            outcome[done] += 1
+        except ClientError as exc:
+            if _error_code(exc) != tolerated:
+                raise
+            outcome[skipped] += 1
+        progress.step()
+    return outcome
+
+
 def write_attributes(
     hook: CognitoHook, user_pool_id: str, attribute: str, writes: pd.DataFrame, limiter: RateLimiter, label: str
 ) -> dict[str, int]:
     """AdminUpdateUserAttributes for each planned write, paced; a user deleted meanwhile is skipped."""
-    progress = Progress(label, len(writes))
-    outcome = {"written": 0, "user_gone": 0}
-    for username, internal_id in writes[["username", "InternalUserID"]].itertuples(index=False, name=None):
-        limiter.acquire()
-        try:
-            hook.set_attribute(user_pool_id, username, attribute, internal_id)
-            outcome["written"] += 1
-        except ClientError as exc:
-            if _error_code(exc) != "UserNotFoundException":
-                raise
-            outcome["user_gone"] += 1
-        progress.step()
-    return outcome
+    rows = writes[["username", "InternalUserID"]].itertuples(index=False, name=None)
+    return _paced_calls(
+        rows,
+        lambda username, internal_id: hook.set_attribute(user_pool_id, username, attribute, internal_id),
+        "UserNotFoundException",
+        ("written", "user_gone"),
+        limiter,
+        Progress(label, len(writes)),
+    )
 
 
 def create_users(
     hook: CognitoHook, user_pool_id: str, attribute: str, creates: pd.DataFrame, limiter: RateLimiter, label: str
 ) -> dict[str, int]:
     """AdminCreateUser (no invitation) with the id set at creation; a user created by an earlier try is skipped."""
-    progress = Progress(label, len(creates))
-    outcome = {"created": 0, "already_exists": 0}
-    for row in creates.itertuples(index=False):
-        attributes: dict[str, Any] = {"email": row.Email, attribute: row.InternalUserID}
-        for name, value in (("given_name", row.FirstName), ("family_name", row.LastName)):
+
+    def create(email: str, internal_id: str, given: Any, family: Any) -> None:
+        attributes = {"email": email, attribute: internal_id}
+        for name, value in (("given_name", given), ("family_name", family)):
             if isinstance(value, str) and value:
                 attributes[name] = value
-        limiter.acquire()
-        try:
-            hook.create_user(user_pool_id, row.Email, attributes)
-            outcome["created"] += 1
-        except ClientError as exc:
-            if _error_code(exc) != "UsernameExistsException":
-                raise
-            outcome["already_exists"] += 1
-        progress.step()
-    return outcome
+        hook.create_user(user_pool_id, email, attributes)
+
+    rows = creates[["Email", "InternalUserID", "FirstName", "LastName"]].itertuples(index=False, name=None)
+    return _paced_calls(
+        rows, create, "UsernameExistsException", ("created", "already_exists"), limiter, Progress(label, len(creates))
+    )
 
 
 def id_coverage(pool: pd.DataFrame) -> dict[str, Any]:
