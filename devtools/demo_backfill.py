@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from devtools.emulator import aws_client, start_moto_server
@@ -31,8 +30,8 @@ from devtools.local_airflow import (
     sqlite_connection,
 )
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
-from identity_sync.cognito import user_attributes
-from identity_sync.identity import normalise_internal_ids
+from identity_sync.backfill import id_coverage
+from identity_sync.extract import pool_frame
 from identity_sync.sql import SQLITE, schema_statement, statement
 
 DEMO_DIR = PROJECT_ROOT / ".demo-backfill"
@@ -75,15 +74,9 @@ def _backfill_summary(run: Path, env: str) -> dict:
 
 
 def _coverage(client: Any, pool: str) -> tuple[int, int]:
-    users, token = [], None
-    while True:
-        page = client.list_users(UserPoolId=pool, Limit=60, **({"PaginationToken": token} if token else {}))
-        users += page["Users"]
-        token = page.get("PaginationToken")
-        if not token:
-            break
-    ids = normalise_internal_ids(pd.Series([user_attributes(u).get(ATTRIBUTE) for u in users], dtype="string"))
-    return int(ids.notna().sum()), len(users)
+    users = [u for page in client.get_paginator("list_users").paginate(UserPoolId=pool) for u in page["Users"]]
+    coverage = id_coverage(pool_frame(users, ATTRIBUTE))
+    return coverage["with_valid_id"], coverage["pool_users"]
 
 
 def main() -> None:
