@@ -24,7 +24,8 @@ from devtools.strict_cognito import StrictCognitoProxy
 
 # Before anything imports Airflow: a home of its own for the tests (SQLite metadata, our
 # dags/ and plugins/), so that no test reads or writes ~/airflow.
-os.environ.update(airflow_environment(PROJECT_ROOT / ".airflow" / "tests"))
+# TEST_AIRFLOW_HOME gives concurrent test sessions on one checkout a metadata database each.
+os.environ.update(airflow_environment(Path(os.environ.get("TEST_AIRFLOW_HOME", PROJECT_ROOT / ".airflow" / "tests"))))
 
 from identity_sync.sql import MYSQL, SQLITE, Dialect, schema_statement, statement
 from identity_sync.table import UsersTable

@@ -29,7 +29,7 @@ from identity_sync.extract import extract_pool
 from identity_sync.migrations import apply_migrations, pending_migrations
 from identity_sync.ratelimit import RateLimiter, collector_paused, share_of_rate
 from identity_sync.report import RunFiles, counts_table
-from identity_sync.sync import SyncRefusedError
+from identity_sync.guards import RefusedError
 from identity_sync.table import UsersTable
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def refuse_protected_creation(settings: Settings, names: Iterable[str], create_m
     """Creating users is for lower environments; a protected one (prod) refuses before anything runs."""
     protected = [name for name in names if settings.environment(name).protected]
     if create_missing and protected:
-        raise SyncRefusedError(
+        raise RefusedError(
             f"create_missing_users is refused for protected environment(s) {', '.join(protected)}: "
             "users are created only in lower environments. Nothing was written."
         )
@@ -100,7 +100,7 @@ def prepare_step(
         if dry_run:
             return _finish_plan(files, plan, summary, slots, chunks=False)
         if refusals:
-            raise SyncRefusedError(" ".join(refusals))
+            raise RefusedError(" ".join(refusals))
 
         apply_migrations(table, pending)
         summary["ids_assigned"] = table.assign_missing_ids()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from identity_sync.config import Environment
 from identity_sync.reconcile import Plan
+
+class RefusedError(AirflowFailException):
+    """A refusal, not a fault: fail the task at once, without retries, having written nothing."""
+
 
 MIN_MATCH_SHARE = 0.5  # below this share of pool users matching a row, pool and table look unrelated
 

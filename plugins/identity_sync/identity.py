@@ -9,12 +9,26 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+@dataclass(frozen=True)
+class ColumnLimit:
+    """What a text column of the table can hold, as the server declares it.
+
+    A value that does not fit is a per-row conflict in the plan, never a truncation (a
+    non-strict server cuts it silently) nor a failed apply (a strict one refuses the
+    whole statement). Keyed by column name (CognitoID, Email, FirstName, LastName).
+    """
+
+    max_chars: int  # CHARACTER_MAXIMUM_LENGTH
+    charset: str  # utf8mb4; utf8mb3/utf8 hold no 4-byte character (emoji); latin1 only Latin-1
 
 
 def normalise_emails(emails: pd.Series) -> pd.Series:

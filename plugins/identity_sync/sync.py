@@ -10,20 +10,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from identity_sync.config import ConfigError, Settings
 from identity_sync.extract import extract_pool
-from identity_sync.guards import guard_refusals
+from identity_sync.guards import RefusedError, guard_refusals
 from identity_sync.reconcile import plan_changes
 from identity_sync.report import RunFiles, counts_table
 from identity_sync.table import UsersTable
 
 log = logging.getLogger(__name__)
-
-
-class SyncRefusedError(AirflowFailException):
-    """A refusal, not a fault: fail the task at once, without retries, having written nothing."""
 
 
 def select_environments(settings: Settings, requested: Iterable[str] | None, asset_events: Any = None) -> list[str]:
@@ -36,7 +30,7 @@ def select_environments(settings: Settings, requested: Iterable[str] | None, ass
     for event in asset_events or []:
         environment = (getattr(event, "extra", None) or {}).get("environment")
         if not environment:
-            raise SyncRefusedError(
+            raise RefusedError(
                 'a restore event without extra={"environment": "<name>"}; refusing to treat every environment '
                 "as restored"
             )
@@ -44,7 +38,7 @@ def select_environments(settings: Settings, requested: Iterable[str] | None, ass
     try:
         return [env.name for env in settings.select(names)]
     except ConfigError as exc:
-        raise SyncRefusedError(str(exc)) from exc
+        raise RefusedError(str(exc)) from exc
 
 
 def extract_step(settings: Settings, environment: str, files: RunFiles) -> dict[str, Any]:
@@ -90,7 +84,7 @@ def apply_step(
     plan = files.load_plan()
     refusals = guard_refusals(plan, env, after_restore=after_restore, allow_mass_change=allow_mass_change)
     if refusals:
-        raise SyncRefusedError("; ".join(refusals) + ". Nothing was written.")
+        raise RefusedError("; ".join(refusals) + ". Nothing was written.")
     with UsersTable.open(env) as table:
         result = table.apply(plan)
     log.info(

@@ -37,7 +37,7 @@ from identity_sync.ratelimit import QUOTAS, RateLimiter
 from identity_sync.report import RunFiles
 from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
 from identity_sync.sql import MYSQL, SQLITE, Dialect, migration_statements, schema_statement, statement
-from identity_sync.sync import SyncRefusedError
+from identity_sync.guards import RefusedError
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
 WRITE = "AdminUpdateUserAttributes"
@@ -409,7 +409,7 @@ def test_refuse_protected_creation() -> None:
     }
 
     settings = parse_settings({"snapshot_base": "file:///tmp/x", "environments": raw}, Path("environments.yaml"))
-    with pytest.raises(SyncRefusedError, match="protected environment\\(s\\) prod"):
+    with pytest.raises(RefusedError, match="protected environment\\(s\\) prod"):
         refuse_protected_creation(settings, ["dev", "prod"], True)
     refuse_protected_creation(settings, ["dev", "qa"], True)
     refuse_protected_creation(settings, ["dev", "qa", "prod"], False)
@@ -433,7 +433,7 @@ def test_immutable_attribute_with_existing_users_is_refused_before_any_write(
 
     dry = prepare(settings, "dev", dry_run=True, create_missing=True)
     assert any("immutable" in refusal for refusal in dry["refusals"])
-    with pytest.raises(SyncRefusedError, match="immutable") as refused:
+    with pytest.raises(RefusedError, match="immutable") as refused:
         prepare(settings, "dev", create_missing=True)
     message = str(refused.value)
     assert "4 existing users" in message and "mutable" in message and "create_missing_users" in message
@@ -607,7 +607,7 @@ def test_pending_migrations_are_refused_by_name_and_applied_when_asked(
     before = table.full()
     settings = configure(dev=(pool_id, table, False))
 
-    with pytest.raises(SyncRefusedError) as refused:
+    with pytest.raises(RefusedError) as refused:
         prepare(settings, "dev", apply_migration=False)
     assert V1 in str(refused.value) and V2 in str(refused.value) and "apply_migration" in str(refused.value)
     assert table.full().equals(before) and writes_made(proxy) == NO_WRITES
@@ -615,7 +615,7 @@ def test_pending_migrations_are_refused_by_name_and_applied_when_asked(
     # With V1 already run by Flyway, only V2 is named.
     for sql in migration_statements(MIGRATIONS[0].script, table.dialect, table.name):
         table.execute(sql)
-    with pytest.raises(SyncRefusedError) as refused:
+    with pytest.raises(RefusedError) as refused:
         prepare(settings, "dev", apply_migration=False)
     assert V2 in str(refused.value) and V1 not in str(refused.value)
     assert table.pending() == [MIGRATIONS[1].script]

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from identity_sync.config import parse_settings
-from identity_sync.sync import SyncRefusedError, select_environments
+from identity_sync.guards import RefusedError
+from identity_sync.sync import select_environments
 
 SETTINGS = parse_settings(
     {
@@ -39,10 +40,10 @@ def test_restore_events_name_their_environments() -> None:
 
 
 def test_an_event_without_environment_is_refused_rather_than_restoring_everything() -> None:
-    with pytest.raises(SyncRefusedError, match="environment"):
+    with pytest.raises(RefusedError, match="environment"):
         select_environments(SETTINGS, [], [event(source="nightly-restore")])
 
 
 def test_an_unknown_environment_is_refused_naming_it() -> None:
-    with pytest.raises(SyncRefusedError, match="'staging'"):
+    with pytest.raises(RefusedError, match="'staging'"):
         select_environments(SETTINGS, ["staging"])
