@@ -7,6 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from identity_sync.config import Environment
 from identity_sync.reconcile import Plan
 
+
 class RefusedError(AirflowFailException):
     """A refusal, not a fault: fail the task at once, without retries, having written nothing."""
 
