@@ -54,6 +54,7 @@ def build(users: int, workdir: Path, seed: int = 7) -> dict[str, str]:
             "internal_user_id": ids,
             "status": "CONFIRMED",
             "enabled": True,
+            "email_verified": True,
             "given_name": "Given",
             "family_name": "Family",
         }

@@ -23,6 +23,7 @@ from identity_sync.sql import SQLITE, schema_statement, statement
 
 ATTRIBUTE_NAME = "internal_user_id"
 ATTRIBUTE = f"custom:{ATTRIBUTE_NAME}"
+DEMO_PASSWORD = "Demo-Passw0rd!"  # emulator users only: meets the default password policy
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,17 @@ class Person:
 
 @dataclass(frozen=True)
 class PoolUser:
-    """A user to create: ``internal_id`` None means created before the backfill (no attribute)."""
+    """A user to create: ``internal_id`` None means created before the backfill (no attribute).
+
+    ``verified``: the person proved the address and signed in (``email_verified=true``,
+    status CONFIRMED), the only kind of user the sync and the backfill may link by e-mail.
+    """
 
     email: str | None
     internal_id: str | None
     given_name: str
     family_name: str
+    verified: bool = True
 
 
 @dataclass
@@ -148,7 +154,12 @@ def create_pool(client: Any, name: str, *, attribute: str | None = "mutable") ->
 
 def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[str]:
     """AdminCreateUser for each, one after the other (moto's pools are not safe for concurrent
-    writes); returns the subs in input order."""
+    writes); returns the subs in input order.
+
+    A verified user without the attribute (the ones linked by e-mail) is also given a
+    permanent password, which makes it CONFIRMED as a user who signed in is; the others stay
+    FORCE_CHANGE_PASSWORD, which linking by id does not look at (and one call fewer each).
+    """
     subs = []
     for user in users:
         attributes = [
@@ -157,6 +168,7 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[s
         ]
         if user.email:
             attributes.append({"Name": "email", "Value": user.email})
+            attributes.append({"Name": "email_verified", "Value": "true" if user.verified else "false"})
         if user.internal_id:
             attributes.append({"Name": ATTRIBUTE, "Value": user.internal_id})
         response = client.admin_create_user(
@@ -165,6 +177,10 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[s
             UserAttributes=attributes,
             MessageAction="SUPPRESS",
         )
+        if user.verified and not user.internal_id:
+            client.admin_set_user_password(
+                UserPoolId=pool_id, Username=response["User"]["Username"], Password=DEMO_PASSWORD, Permanent=True
+            )
         subs.append(user_attributes(response["User"])["sub"])
     return subs
 

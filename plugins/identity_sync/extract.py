@@ -24,13 +24,18 @@ POOL_COLUMNS = [
     "internal_user_id",
     "status",
     "enabled",
+    "email_verified",
     "given_name",
     "family_name",
 ]
 
 
 def pool_frame(users: Iterable[dict[str, Any]], attribute: str) -> pd.DataFrame:
-    """ListUsers records -> the pool DataFrame; ``internal_user_id`` is the raw attribute value."""
+    """ListUsers records -> the pool DataFrame; ``internal_user_id`` is the raw attribute value.
+
+    ``email_verified`` is True only where the attribute reads "true" (ListUsers returns it
+    as a string): an address nobody proved must never link a user to a row.
+    """
     records = []
     for user in users:
         attrs = user_attributes(user)
@@ -42,6 +47,7 @@ def pool_frame(users: Iterable[dict[str, Any]], attribute: str) -> pd.DataFrame:
                 attrs.get(attribute),
                 user.get("UserStatus"),
                 bool(user.get("Enabled", True)),
+                str(attrs.get("email_verified", "")).strip().lower() == "true",
                 attrs.get("given_name"),
                 attrs.get("family_name"),
             )
@@ -54,9 +60,10 @@ def records_frame(records: Iterable[tuple[Any, ...] | dict[str, Any]]) -> pd.Dat
     columns = [c for c in POOL_COLUMNS if c != "email_norm"]
     frame = pd.DataFrame.from_records(list(records), columns=columns)
     for column in columns:
-        if column != "enabled":
+        if column not in ("enabled", "email_verified"):
             frame[column] = frame[column].astype("string")
     frame["enabled"] = frame["enabled"].astype(bool)
+    frame["email_verified"] = frame["email_verified"].astype("boolean").fillna(False).astype(bool)  # unknown: not
     frame.insert(3, "email_norm", normalise_emails(frame["email"]))
     return frame
 

@@ -50,6 +50,7 @@ class Person:
     internal_id: str | None
     given_name: str | None
     enabled: bool = True
+    email_verified: bool = False
 
 
 def person(i: int) -> Person:
@@ -59,7 +60,8 @@ def person(i: int) -> Person:
     internal_id = None if i % 10 == 0 else f"00000000-0000-4000-8000-{i:012x}"
     if i == 11:
         internal_id = "ABCDEF00-0000-4000-8000-00000000000B"  # raw value kept as Cognito holds it
-    return Person(f"user-{i:03d}", email, internal_id, f"Given{i}" if i % 2 else None, enabled=i != 13)
+    given = f"Given{i}" if i % 2 else None
+    return Person(f"user-{i:03d}", email, internal_id, given, enabled=i != 13, email_verified=i % 4 == 1)
 
 
 PEOPLE = [person(i) for i in range(POOL_SIZE)]
@@ -83,6 +85,7 @@ def create_pool(moto_url: str, people: list[Person]) -> Pool:
         attributes = [{"Name": "family_name", "Value": "Family"}]
         if p.email:
             attributes.append({"Name": "email", "Value": p.email})
+            attributes.append({"Name": "email_verified", "Value": str(p.email_verified).lower()})
         if p.internal_id:
             attributes.append({"Name": ATTRIBUTE, "Value": p.internal_id})
         if p.given_name:
@@ -317,6 +320,7 @@ def expected_frame(people: list[Person], subs: dict[str, str]) -> pd.DataFrame:
             "internal_user_id": p.internal_id,
             "status": "FORCE_CHANGE_PASSWORD",
             "enabled": p.enabled,
+            "email_verified": p.email_verified,
             "given_name": p.given_name,
             "family_name": "Family",
         }
@@ -324,7 +328,7 @@ def expected_frame(people: list[Person], subs: dict[str, str]) -> pd.DataFrame:
     ]
     frame = pd.DataFrame.from_records(rows, columns=POOL_COLUMNS)
     for column in POOL_COLUMNS:
-        frame[column] = frame[column].astype("boolean" if column == "enabled" else "string")
+        frame[column] = frame[column].astype("boolean" if column in ("enabled", "email_verified") else "string")
     return frame.sort_values("username", ignore_index=True)
 
 
@@ -332,13 +336,15 @@ def test_extract_pool_builds_the_documented_frame(big_pool: Pool, proxy: StrictC
     frame = extract_pool(environment(big_pool.id))  # the hook from env.aws_conn_id, as the DAG does
 
     assert list(frame.columns) == POOL_COLUMNS
-    assert frame["enabled"].dtype == bool
+    assert frame["enabled"].dtype == bool and frame["email_verified"].dtype == bool
     for column in POOL_COLUMNS:
-        if column != "enabled":
+        if column not in ("enabled", "email_verified"):
             assert frame[column].dtype == "string", column
     assert proxy.calls["ListUsers"] == 16  # 16 slices by sub prefix, each within one page of 60
 
-    actual = frame.astype({"enabled": "boolean"}).sort_values("username", ignore_index=True)
+    actual = frame.astype({"enabled": "boolean", "email_verified": "boolean"}).sort_values(
+        "username", ignore_index=True
+    )
     pd.testing.assert_frame_equal(actual, expected_frame(PEOPLE, big_pool.subs))
 
 
@@ -417,6 +423,7 @@ def test_pool_frame_of_raw_records() -> None:
                 {"Name": "sub", "Value": "s-1"},
                 {"Name": "email", "Value": "  Mixed.Case@Example.ORG "},
                 {"Name": ATTRIBUTE, "Value": "not-a-uuid"},
+                {"Name": "email_verified", "Value": "true"},
             ],
         },
         {"Username": "two", "Attributes": [{"Name": "sub", "Value": "s-2"}, {"Name": "email", "Value": ""}]},
@@ -428,6 +435,7 @@ def test_pool_frame_of_raw_records() -> None:
     assert frame["internal_user_id"].tolist()[0] == "not-a-uuid"  # raw: reconcile judges it
     assert pd.isna(frame["internal_user_id"].tolist()[1])
     assert frame["enabled"].tolist() == [True, True]
+    assert frame["email_verified"].tolist() == [True, False]  # "true" only; absent is not verified
     assert pd.isna(frame["status"].tolist()[1])
 
 

@@ -51,6 +51,7 @@ def pool(*users: tuple[str | None, str | None, str | None] | tuple[Any, ...]) ->
                 "internal_user_id": internal_id,
                 "status": "CONFIRMED",
                 "enabled": True,
+                "email_verified": True,
                 "given_name": given,
                 "family_name": family,
             }

@@ -38,7 +38,7 @@ def iid(n: int) -> str:
 
 def user(sub: str, email: str | None, attribute: str | None = None) -> tuple[Any, ...]:
     """One pool user: every POOL_COLUMNS column but email_norm (records_frame derives it)."""
-    return (sub, f"u-{sub}", email, attribute, "CONFIRMED", True, "Given", "Family")
+    return (sub, f"u-{sub}", email, attribute, "CONFIRMED", True, True, "Given", "Family")
 
 
 def pool(*users: tuple[Any, ...]) -> pd.DataFrame:

@@ -11,8 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from identity_sync.extract import POOL_COLUMNS
-from identity_sync.identity import normalise_emails
+from identity_sync.extract import POOL_COLUMNS, records_frame
 from identity_sync.reconcile import CATEGORIES, REASON, plan_changes
 
 
@@ -35,6 +34,7 @@ def pool(*users: dict[str, Any]) -> pd.DataFrame:
             "internal_user_id": None,
             "status": "CONFIRMED",
             "enabled": True,
+            "email_verified": True,
             "given_name": "Given",
             "family_name": "Family",
         }
@@ -42,11 +42,7 @@ def pool(*users: dict[str, Any]) -> pd.DataFrame:
         if record["username"] is None:
             record["username"] = f"user-{record['sub']}"
         records.append(record)
-    columns = [c for c in POOL_COLUMNS if c != "email_norm"]
-    frame = pd.DataFrame.from_records(records, columns=columns)
-    for column in columns:
-        frame[column] = frame[column].astype(bool) if column == "enabled" else frame[column].astype("string")
-    frame.insert(3, "email_norm", normalise_emails(frame["email"]))
+    frame = records_frame(records)
     assert list(frame.columns) == POOL_COLUMNS
     return frame
 
