@@ -2,17 +2,24 @@
 
 Validation happens when the DAGs are parsed, so a typo in the file fails the import
 with a message naming the environment and the key instead of failing a run at 3 am.
+Every value is checked exactly: patterns match the whole value (a trailing newline
+fails), integers are integers (not 16.0, not true), and the YAML itself may not repeat
+a key (a second ``dev:`` would silently win) or use anchors and aliases (an alias bomb
+expands a few hundred bytes into gigabytes).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from identity_sync.ratelimit import QUOTAS
 
 CONFIG_ENV_VAR = "COGNITO_SYNC_CONFIG"
 SNAPSHOT_BASE_ENV_VAR = "COGNITO_SYNC_SNAPSHOT_BASE"
@@ -20,13 +27,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "include" / "config" / "environments.yaml"
 
 STALE_POLICIES = ("keep", "clear")
-LIST_USERS_QUOTA = 30.0  # ListUsers requests per second, per account and Region (not adjustable)
-SLICE_COUNTS = (1, 16, 256)  # a sub prefix of 0, 1 or 2 hex digits
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_POOL_ID = re.compile(r"^[\w-]+_[0-9a-zA-Z]+$")
-_CONN_ID = re.compile(r"^[\w.-]{1,250}$")
-_ATTRIBUTE = re.compile(r"^custom:[\w.:-]{1,20}$")
-_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SUB_PREFIX_DIGITS = {1: 0, 16: 1, 256: 2}  # list_users_slices -> hex digits of the sub prefix of each slice
+DEFAULT_RETENTION_DAYS = 30
+# Anchored with \A and \Z (not ^ and $, which let a trailing newline through), so .match is exact too.
+SQL_IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_POOL_ID = re.compile(r"\A[\w-]+_[0-9a-zA-Z]+\Z", re.ASCII)
+_CONN_ID = re.compile(r"\A[\w.-]{1,250}\Z", re.ASCII)
+_ATTRIBUTE = re.compile(r"\Acustom:[\w.:-]{1,20}\Z", re.ASCII)
+_ENV_NAME = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
+_URL = re.compile(r"\A[a-z][a-z0-9+.-]*://[^\x00-\x1f\x7f]+\Z")
 
 
 class ConfigError(ValueError):
@@ -58,6 +67,7 @@ class Settings:
     environments: dict[str, Environment]
     snapshot_base: str
     source: Path = field(compare=False)
+    snapshot_retention_days: int = DEFAULT_RETENTION_DAYS
 
     def environment(self, name: str) -> Environment:
         try:
@@ -67,79 +77,83 @@ class Settings:
             raise ConfigError(f"unknown environment {name!r}; {self.source} defines: {known}") from None
 
     def select(self, names: list[str] | None) -> list[Environment]:
-        """The environments named (all when None or empty), in the order given."""
+        """The environments named (all when None or empty), in the order given: the one way to pick them."""
         if not names:
             return list(self.environments.values())
         return [self.environment(name) for name in dict.fromkeys(names)]
 
 
+# -- values: each check returns the value to keep, or None when it is not acceptable ----------
+
+Check = Callable[[Any], Any]
+
+
+def _text(pattern: re.Pattern[str]) -> Check:
+    return lambda value: value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+
+def _number(low: float, high: float, *, low_inclusive: bool = True) -> Check:
+    def check(value: Any) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        above_low = value >= low if low_inclusive else value > low
+        return float(value) if above_low and value <= high else None
+
+    return check
+
+
+def _integer(allowed: Callable[[int], bool]) -> Check:
+    """An int in YAML's own sense: 16.0 and true are not integers."""
+    return lambda value: value if type(value) is int and allowed(value) else None
+
+
+def _boolean(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    return lambda value: value if isinstance(value, str) and value in choices else None
+
+
+_LIST_USERS_QUOTA = QUOTAS["ListUsers"]
+_SLICES = ", ".join(map(str, SUB_PREFIX_DIGITS))
+_KEYS: dict[str, tuple[Check, str]] = {
+    "aws_conn_id": (_text(_CONN_ID), "an Airflow connection id"),
+    "user_pool_id": (_text(_POOL_ID), "a Cognito user pool id like us-east-2_AbC123"),
+    "db_conn_id": (_text(_CONN_ID), "an Airflow connection id"),
+    "users_table": (_text(SQL_IDENTIFIER), "a plain SQL identifier (letters, digits, _)"),
+    "attribute": (_text(_ATTRIBUTE), "a custom attribute 'custom:<1..20 chars>'"),
+    "stale_cognito_ids": (_one_of(STALE_POLICIES), "keep or clear"),
+    "max_change_ratio": (_number(0, 1), "a number in [0, 1]"),
+    "protected": (_boolean, "true or false"),
+    "list_users_rps": (
+        _number(0, _LIST_USERS_QUOTA, low_inclusive=False),
+        f"a number in (0, {_LIST_USERS_QUOTA:g}] (the ListUsers quota per account and Region)",
+    ),
+    "list_users_slices": (_integer(SUB_PREFIX_DIGITS.__contains__), f"one of the integers {_SLICES}"),
+}
 _REQUIRED = ("aws_conn_id", "user_pool_id", "db_conn_id")
-_ALLOWED = {f for f in Environment.__dataclass_fields__ if f != "name"}
-_TOP_LEVEL = {"environments", "snapshot_base"}
-
-
-def _check_str(env: str, key: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ConfigError(f"environment {env!r}: key {key!r} must be {what}, got {value!r}")
-    return value
+_TOP_LEVEL = {"environments", "snapshot_base", "snapshot_retention_days"}
 
 
 def parse_environment(name: Any, raw: Any) -> Environment:
-    if not isinstance(name, str) or not _ENV_NAME.match(name):
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
         raise ConfigError(f"environment name {name!r} must be lower-case letters, digits, '-' or '_'")
     if not isinstance(raw, dict):
         raise ConfigError(f"environment {name!r}: expected a mapping of keys, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _ALLOWED)
+    unknown = sorted(set(raw) - set(_KEYS), key=str)
     if unknown:
-        raise ConfigError(f"environment {name!r}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_ALLOWED))})")
+        raise ConfigError(f"environment {name!r}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_KEYS))})")
     for key in _REQUIRED:
         if raw.get(key) in (None, ""):
             raise ConfigError(f"environment {name!r}: missing required key {key!r}")
-    values: dict[str, Any] = {
-        "aws_conn_id": _check_str(name, "aws_conn_id", raw["aws_conn_id"], _CONN_ID, "an Airflow connection id"),
-        "db_conn_id": _check_str(name, "db_conn_id", raw["db_conn_id"], _CONN_ID, "an Airflow connection id"),
-        "user_pool_id": _check_str(
-            name, "user_pool_id", raw["user_pool_id"], _POOL_ID, "a Cognito user pool id like us-east-2_AbC123"
-        ),
-    }
-    if "users_table" in raw:
-        values["users_table"] = _check_str(
-            name, "users_table", raw["users_table"], _IDENTIFIER, "a plain SQL identifier (letters, digits, _)"
-        )
-    if "attribute" in raw:
-        values["attribute"] = _check_str(
-            name, "attribute", raw["attribute"], _ATTRIBUTE, "a custom attribute 'custom:<1..20 chars>'"
-        )
-    if "stale_cognito_ids" in raw:
-        policy = raw["stale_cognito_ids"]
-        if policy not in STALE_POLICIES:
-            raise ConfigError(f"environment {name!r}: key 'stale_cognito_ids' must be keep or clear, got {policy!r}")
-        values["stale_cognito_ids"] = policy
-    if "max_change_ratio" in raw:
-        ratio = raw["max_change_ratio"]
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
-            raise ConfigError(f"environment {name!r}: key 'max_change_ratio' must be a number in [0, 1], got {ratio!r}")
-        values["max_change_ratio"] = float(ratio)
-    if "protected" in raw:
-        if not isinstance(raw["protected"], bool):
-            raise ConfigError(f"environment {name!r}: key 'protected' must be true or false, got {raw['protected']!r}")
-        values["protected"] = raw["protected"]
-    if "list_users_rps" in raw:
-        rps = raw["list_users_rps"]
-        if isinstance(rps, bool) or not isinstance(rps, int | float) or not 0 < rps <= LIST_USERS_QUOTA:
-            raise ConfigError(
-                f"environment {name!r}: key 'list_users_rps' must be a number in (0, {LIST_USERS_QUOTA:g}] "
-                f"(the ListUsers quota per account and Region), got {rps!r}"
-            )
-        values["list_users_rps"] = float(rps)
-    if "list_users_slices" in raw:
-        slices = raw["list_users_slices"]
-        if slices not in SLICE_COUNTS or isinstance(slices, bool):
-            raise ConfigError(
-                f"environment {name!r}: key 'list_users_slices' must be one of {', '.join(map(str, SLICE_COUNTS))}, "
-                f"got {slices!r}"
-            )
-        values["list_users_slices"] = slices
+    values = {}
+    for key, value in raw.items():
+        check, what = _KEYS[key]
+        checked = check(value)
+        if checked is None:
+            raise ConfigError(f"environment {name!r}: key {key!r} must be {what}, got {value!r}")
+        values[key] = checked
     return Environment(name=name, **values)
 
 
@@ -151,20 +165,54 @@ def default_snapshot_base() -> str:
 def parse_settings(raw: Any, source: Path) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping with the key 'environments'")
-    unknown = sorted(set(raw) - _TOP_LEVEL)
+    unknown = sorted(set(raw) - _TOP_LEVEL, key=str)
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_LEVEL))})")
     envs = raw.get("environments")
     if not isinstance(envs, dict) or not envs:
         raise ConfigError(f"{source}: key 'environments' must map at least one environment name to its settings")
     base = os.environ.get(SNAPSHOT_BASE_ENV_VAR) or raw.get("snapshot_base") or default_snapshot_base()
-    if not isinstance(base, str) or "://" not in base:
-        raise ConfigError(f"{source}: key 'snapshot_base' must be a URL like file:///path or s3://bucket/prefix")
+    if not isinstance(base, str) or not _URL.fullmatch(base):
+        raise ConfigError(
+            f"{source}: key 'snapshot_base' must be a URL like file:///path or s3://bucket/prefix, got {base!r}"
+        )
+    retention = _integer(lambda days: days >= 1)(raw.get("snapshot_retention_days", DEFAULT_RETENTION_DAYS))
+    if retention is None:
+        raise ConfigError(
+            f"{source}: key 'snapshot_retention_days' must be an integer of at least 1, "
+            f"got {raw['snapshot_retention_days']!r}"
+        )
     return Settings(
         environments={name: parse_environment(name, env) for name, env in envs.items()},
         snapshot_base=base.rstrip("/"),
         source=source,
+        snapshot_retention_days=retention,
     )
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses repeated mapping keys, anchors and aliases, naming the line."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigError(
+                f"line {event.start_mark.line + 1}: anchors and aliases (& and *) are not allowed in this file; "
+                "write every value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader refuses it below, with its own message
+            if key in seen:
+                raise ConfigError(f"line {line}: key {key!r} repeats the key of line {seen[key]}; each key once")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def config_path() -> Path:
@@ -175,9 +223,11 @@ def load_settings(path: Path | None = None) -> Settings:
     """Read and validate the environments file (COGNITO_SYNC_CONFIG or the default)."""
     source = path or config_path()
     try:
-        raw = yaml.safe_load(source.read_text())
+        raw = yaml.load(source.read_text(), Loader=StrictLoader)  # a SafeLoader subclass
     except FileNotFoundError:
         raise ConfigError(f"config file {source} not found (set {CONFIG_ENV_VAR} to its path)") from None
+    except ConfigError as exc:
+        raise ConfigError(f"config file {source}, {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
     return parse_settings(raw, source)

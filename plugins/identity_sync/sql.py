@@ -6,15 +6,14 @@ table name, which config validates as a plain identifier and which is quoted her
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from identity_sync.config import PROJECT_ROOT
+from identity_sync.config import SQL_IDENTIFIER as _IDENTIFIER
 
 SQL_DIR = PROJECT_ROOT / "include" / "sql"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from identity_sync import config
 from identity_sync.config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_PATH,
@@ -166,6 +167,21 @@ def _error(path: Path) -> str:
         ({"user_pool_id": "DevPool01"}, "user_pool_id", "Cognito user pool id"),
         ({"aws_conn_id": "aws dev"}, "aws_conn_id", "connection id"),
         ({"protected": "yes"}, "protected", "true or false"),
+        # exact: a trailing newline is not part of a valid value (a pattern ending in $ let it through)
+        ({"users_table": "Users\n"}, "users_table", "plain SQL identifier"),
+        ({"user_pool_id": "us-east-2_DevPool01\n"}, "user_pool_id", "Cognito user pool id"),
+        ({"attribute": "custom:internal_user_id\n"}, "attribute", "custom attribute"),
+        ({"aws_conn_id": "aws_dev\n"}, "aws_conn_id", "connection id"),
+        ({"db_conn_id": "users_db_dev\n"}, "db_conn_id", "connection id"),
+        ({"stale_cognito_ids": "clear\n"}, "stale_cognito_ids", "keep or clear"),
+        # integers are integers: 16.0 and true are not
+        ({"list_users_slices": 16.0}, "list_users_slices", "one of the integers 1, 16, 256"),
+        ({"list_users_slices": True}, "list_users_slices", "one of the integers"),
+        ({"list_users_slices": "16"}, "list_users_slices", "one of the integers"),
+        ({"list_users_slices": 8}, "list_users_slices", "one of the integers"),
+        ({"list_users_rps": True}, "list_users_rps", "(0, 30]"),
+        ({"list_users_rps": 0}, "list_users_rps", "(0, 30]"),
+        ({"list_users_rps": 30.5}, "list_users_rps", "(0, 30]"),
     ],
 )
 def test_bad_environment_key_names_environment_and_key(
@@ -196,7 +212,7 @@ def test_empty_or_missing_environments(tmp_path: Path, content: str) -> None:
     assert "environments" in message or "mapping" in message
 
 
-@pytest.mark.parametrize("name", ["Dev", "1dev", "dev env"])
+@pytest.mark.parametrize("name", ["Dev", "1dev", "dev env", "dev\n"])
 def test_bad_environment_name(tmp_path: Path, name: str) -> None:
     message = _error(write(tmp_path, {"environments": {name: MINIMAL}}))
 
@@ -230,3 +246,116 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     message = _error(write(tmp_path, "environments: {dev: [unclosed\n"))
 
     assert "not valid YAML" in message
+
+
+def test_every_environment_field_has_a_check() -> None:
+    fields = {f for f in Environment.__dataclass_fields__ if f != "name"}
+    assert set(config._KEYS) == fields
+
+
+@pytest.mark.parametrize(("slices", "rps"), [(1, 0.5), (16, 30), (256, 12.5)])
+def test_good_listing_settings(tmp_path: Path, slices: int, rps: float) -> None:
+    env = load_settings(env_file(tmp_path, list_users_slices=slices, list_users_rps=rps)).environment("dev")
+    assert (env.list_users_slices, env.list_users_rps) == (slices, rps)
+    assert type(env.list_users_slices) is int and type(env.list_users_rps) is float
+
+
+def test_a_repeated_environment_is_refused_naming_it_and_both_lines(tmp_path: Path) -> None:
+    """A second `dev:` that points dev at prod's pool used to win silently."""
+    content = (
+        "environments:\n"
+        "  dev:\n"
+        "    aws_conn_id: aws_dev\n"
+        "    user_pool_id: us-east-2_DevPool01\n"
+        "    db_conn_id: users_db_dev\n"
+        "  dev:\n"
+        "    aws_conn_id: aws_prod\n"
+        "    user_pool_id: us-east-2_ProdPool1\n"
+        "    db_conn_id: users_db_dev\n"
+    )
+    message = _error(write(tmp_path, content))
+
+    assert "line 6: key 'dev' repeats the key of line 2" in message
+
+
+def test_a_repeated_key_inside_an_environment_is_refused(tmp_path: Path) -> None:
+    content = (
+        "environments:\n"
+        "  dev:\n"
+        "    aws_conn_id: aws_dev\n"
+        "    user_pool_id: us-east-2_DevPool01\n"
+        "    db_conn_id: users_db_dev\n"
+        "    user_pool_id: us-east-2_ProdPool1\n"
+    )
+    message = _error(write(tmp_path, content))
+
+    assert "line 6: key 'user_pool_id' repeats the key of line 4" in message
+
+
+def test_a_repeated_top_level_key_is_refused(tmp_path: Path) -> None:
+    content = "snapshot_base: file:///a\nenvironments: {dev: {aws_conn_id: a, user_pool_id: x_1, db_conn_id: d}}\n"
+    message = _error(write(tmp_path, content + "snapshot_base: file:///b\n"))
+
+    assert "key 'snapshot_base' repeats the key of line 1" in message
+
+
+def test_an_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path: Path) -> None:
+    """487 bytes that expand to 9**9 strings: refused before anything is expanded."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for n, name in enumerate("bcdefghi"):
+        previous = "abcdefghi"[n]
+        lines.append(f"{name}: &{name} [" + ",".join(f"*{previous}" for _ in range(9)) + "]")
+    content = "\n".join(lines) + "\nenvironments: {dev: *i}\n"
+    assert len(content) < 600
+
+    message = _error(write(tmp_path, content))
+
+    assert "line 1: anchors and aliases" in message
+    assert len(message) < 300
+
+
+def test_an_alias_of_a_whole_environment_is_refused(tmp_path: Path) -> None:
+    content = (
+        "environments:\n"
+        "  prod: &prod {aws_conn_id: aws_prod, user_pool_id: us-east-2_ProdPool1, db_conn_id: users_db_prod}\n"
+        "  dev: *prod\n"
+    )
+    message = _error(write(tmp_path, content))
+
+    assert "line 2: anchors and aliases" in message
+
+
+def test_snapshot_retention_days_defaults_to_30(tmp_path: Path) -> None:
+    assert load_settings(env_file(tmp_path)).snapshot_retention_days == 30
+
+
+def test_snapshot_retention_days_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, {"snapshot_retention_days": 7, "environments": {"dev": MINIMAL}})
+    assert load_settings(path).snapshot_retention_days == 7
+
+
+@pytest.mark.parametrize("days", [0, -1, 1.5, 30.0, True, "30", None])
+def test_snapshot_retention_days_must_be_a_positive_integer(tmp_path: Path, days: Any) -> None:
+    message = _error(write(tmp_path, {"snapshot_retention_days": days, "environments": {"dev": MINIMAL}}))
+
+    assert "'snapshot_retention_days' must be an integer of at least 1" in message
+
+
+def test_snapshot_base_ending_in_a_newline_is_refused(tmp_path: Path) -> None:
+    message = _error(write(tmp_path, {"snapshot_base": "file:///x\n", "environments": {"dev": MINIMAL}}))
+
+    assert "'snapshot_base' must be a URL" in message
+
+
+def test_committed_file_documents_every_key() -> None:
+    text = DEFAULT_CONFIG_PATH.read_text()
+    for key in [*config._KEYS, *config._TOP_LEVEL]:
+        assert re.search(rf"^#\s+{key}\s", text, re.MULTILINE), key
+
+
+def test_sql_uses_the_one_identifier_pattern() -> None:
+    from identity_sync import sql
+
+    assert sql._IDENTIFIER is config.SQL_IDENTIFIER
+    with pytest.raises(ValueError, match="plain SQL identifier"):
+        sql.MYSQL.identifier("Users\n")
