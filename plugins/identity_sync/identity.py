@@ -31,6 +31,52 @@ class ColumnLimit:
     charset: str  # utf8mb4; utf8mb3/utf8 hold no 4-byte character (emoji); latin1 only Latin-1
 
 
+# MySQL's latin1 is Windows-1252 plus the five bytes cp1252 leaves undefined (stored as U+0081 etc.).
+_LATIN1_EXTRA = frozenset("\x81\x8d\x8f\x90\x9d")
+# Which characters a charset can store: None means any; a function judges one non-ASCII value.
+_CHARSET_HOLDS = {
+    "utf8mb4": None,
+    "utf16": None,
+    "utf16le": None,
+    "utf32": None,
+    "binary": None,
+    "utf8mb3": lambda v: all(ord(c) <= 0xFFFF for c in v),
+    "utf8": lambda v: all(ord(c) <= 0xFFFF for c in v),
+    "ucs2": lambda v: all(ord(c) <= 0xFFFF for c in v),
+    "latin1": lambda v: all(c in _LATIN1_EXTRA or _encodes(c, "cp1252") for c in v),
+    "ascii": lambda v: False,
+}
+
+
+def _encodes(char: str, codec: str) -> bool:
+    try:
+        char.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def limit_refusals(values: pd.Series, column: str, limit: ColumnLimit) -> pd.Series:
+    """Why each value cannot be stored in ``column`` (text naming the column and its limit), NA where it can.
+
+    The reason never quotes the value. Length is in characters, as VARCHAR counts it.
+    Only non-ASCII values are judged one by one (every charset here stores ASCII).
+    """
+    charset = limit.charset.lower()
+    if charset not in _CHARSET_HOLDS:
+        raise ValueError(f"column {column}: unknown character set {limit.charset!r}; known: {sorted(_CHARSET_HOLDS)}")
+    text = values.astype("string")
+    why = pd.Series(pd.NA, index=values.index, dtype="string")
+    holds = _CHARSET_HOLDS[charset]
+    if holds is not None:
+        foreign = text.notna() & ~text.str.isascii().fillna(True)
+        if foreign.any():
+            unstorable = ~text[foreign].map(holds, na_action="ignore").astype(bool)
+            why[unstorable[unstorable].index] = f"{column} holds characters its character set {charset} cannot store"
+    too_long = (text.str.len() > limit.max_chars).fillna(False)
+    return why.mask(too_long, f"{column} is longer than the column's {limit.max_chars} characters")
+
+
 def normalise_emails(emails: pd.Series) -> pd.Series:
     """Trimmed and case-folded; blank becomes missing. Cognito and MySQL both compare e-mails without case."""
     folded = emails.astype("string").str.strip().str.lower()

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from identity_sync.extract import POOL_COLUMNS, records_frame
+from identity_sync.identity import ColumnLimit, limit_refusals
+from identity_sync.matching import NORMALISED_POOL_COLUMNS, email_link_refusals, normalise
 from identity_sync.reconcile import CATEGORIES, REASON, plan_changes
 
 
@@ -689,3 +691,78 @@ def test_email_fallback_does_not_take_a_row_linked_to_another_live_pool_user() -
 
     assert plan.changes.empty, change_tuples(plan)
     assert ("sub-w", "conflict") in issue_tuples(plan, "sub", "category")
+
+
+# --- the shared first stage: normalise, who may link by e-mail, what a column holds -------------
+
+
+def test_email_link_refusals_name_the_first_reason_that_applies() -> None:
+    frame = pool(
+        user("ok", "a@x.io"),
+        user("federated", "b@x.io", status="EXTERNAL_PROVIDER"),
+        user("unverified", "c@x.io", email_verified=False),
+        user("unconfirmed", "d@x.io", status="UNCONFIRMED"),
+        user("reset", "e@x.io", status="FORCE_CHANGE_PASSWORD", email_verified=False),
+        user("disabled", "f@x.io", status="UNCONFIRMED", enabled=False),
+        user("no-status", "g@x.io", status=None),
+    )
+
+    why = dict(zip(frame["sub"], email_link_refusals(frame), strict=True))
+
+    assert {sub: na_to_none(reason) for sub, reason in why.items()} == {
+        "ok": None,
+        "federated": None,
+        "unverified": "e-mail not verified",
+        "unconfirmed": "status UNCONFIRMED",
+        "reset": "status FORCE_CHANGE_PASSWORD",
+        "disabled": "user disabled",
+        "no-status": "status unknown",
+    }
+
+
+def test_normalise_keys_both_sides_once() -> None:
+    p, t = normalise(
+        pool(user("s1", " A@X.io ", f" {U1.upper()} "), user("s2", "a@x.io"), user("s3", "  ", "bad")),
+        table((7, U1.upper(), "prod-1", " A@x.IO")),
+    )
+
+    assert list(p.columns) == NORMALISED_POOL_COLUMNS
+    assert p["email"].tolist()[:2] == ["A@X.io", "a@x.io"] and pd.isna(p["email"][2])
+    assert p["email_norm"].tolist()[:2] == ["a@x.io", "a@x.io"]
+    assert p["iid"].tolist()[0] == U1 and pd.isna(p["iid"][1]) and pd.isna(p["iid"][2])
+    assert p["has_attr"].tolist() == [True, False, True]
+    assert p["pool_email_shared"].tolist() == [True, True, False]
+    assert t["iid"].tolist() == [U1] and t["email_norm"].tolist() == ["a@x.io"]
+
+
+@pytest.mark.parametrize(
+    ("charset", "value", "fits"),
+    [
+        ("utf8mb4", "ann😀@x.io", True),
+        ("utf8mb3", "ann😀@x.io", False),
+        ("utf8", "josé@x.io", True),
+        ("latin1", "josé€@x.io", True),
+        ("latin1", "anna@xn--ẞ.io", False),
+        ("latin1", "ann😀@x.io", False),
+        ("ascii", "josé@x.io", False),
+    ],
+)
+def test_limit_refusals_judge_the_character_set(charset: str, value: str, fits: bool) -> None:
+    why = limit_refusals(pd.Series([value, "plain@x.io"], dtype="string"), "Email", ColumnLimit(100, charset))
+
+    assert pd.isna(why[1])
+    assert pd.isna(why[0]) if fits else why[0] == f"Email holds characters its character set {charset} cannot store"
+
+
+def test_limit_refusals_count_characters_and_never_quote_the_value() -> None:
+    values = pd.Series(["é" * 10, "é" * 11, None], dtype="string")
+
+    why = limit_refusals(values, "FirstName", ColumnLimit(10, "utf8mb4"))
+
+    assert pd.isna(why[0]) and pd.isna(why[2])
+    assert why[1] == "FirstName is longer than the column's 10 characters"
+
+
+def test_limit_refusals_refuse_an_unknown_character_set() -> None:
+    with pytest.raises(ValueError, match="column Email: unknown character set 'klingon'"):
+        limit_refusals(pd.Series(["a"], dtype="string"), "Email", ColumnLimit(10, "klingon"))

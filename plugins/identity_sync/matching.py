@@ -1,0 +1,77 @@
+"""What both planners (sync and backfill) compare, computed once: the shared first stage.
+
+``normalise(pool, table)`` gives each side the keys every later stage compares (ids as
+lower-case UUIDs, e-mails trimmed and case-folded) and says, per pool user, whether it may
+be linked to a row by e-mail at all. Pure; no copy of the input frames' data.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from identity_sync.identity import normalise_emails, normalise_internal_ids
+
+EMAIL_LINK_STATUSES = ("CONFIRMED", "EXTERNAL_PROVIDER")
+# The pool columns the planners read; the rest of the pool frame is dropped at once.
+NORMALISED_POOL_COLUMNS = [
+    "sub",
+    "username",
+    "email",
+    "email_norm",
+    "raw_id",
+    "has_attr",
+    "iid",
+    "pool_email_shared",
+    "email_refusal",
+    "given_name",
+    "family_name",
+]
+
+
+def email_link_refusals(pool: pd.DataFrame) -> pd.Series:
+    """Why each pool user may NOT be linked to a row by e-mail (text), NA where it may.
+
+    Anyone can sign up with any address: until a confirmed (or federated), enabled user
+    has verified it, the address proves nothing, and linking it would hand a stranger the
+    row's identity. First reason that applies: "user disabled", "status <STATUS>",
+    "e-mail not verified". A frame without ``email_verified`` counts as unverified.
+    """
+    verified = pool["email_verified"] if "email_verified" in pool else pd.Series(False, index=pool.index)
+    status = pool["status"].astype("string")
+    why = pd.Series(pd.NA, index=pool.index, dtype="string")
+    why = why.mask(~verified.astype("boolean").fillna(False).astype(bool), "e-mail not verified")
+    why = why.mask(~status.isin(EMAIL_LINK_STATUSES), "status " + status.fillna("unknown"))
+    return why.mask(~pool["enabled"].astype("boolean").fillna(False).astype(bool), "user disabled")
+
+
+def normalise(pool: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pool, table) -> the same two frames keyed for matching, index 0..n-1.
+
+    Pool (NORMALISED_POOL_COLUMNS): ``email`` trimmed, blank as missing (what an insert
+    writes); ``email_norm`` case-folded; ``raw_id`` the trimmed attribute; ``has_attr``
+    whether it is set at all; ``iid`` the valid UUID or missing; ``pool_email_shared``
+    whether another pool user has the same ``email_norm``; ``email_refusal`` as
+    :func:`email_link_refusals`. Table: every column it has, plus ``iid`` and ``email_norm``.
+    """
+    pool = pool.reset_index(drop=True)
+    raw_id = pool["internal_user_id"].astype("string").str.strip()
+    given = pool["email"].astype("string").str.strip()
+    email_norm = normalise_emails(pool["email"])
+    p = pd.DataFrame(
+        {
+            "sub": pool["sub"].astype("string"),
+            "username": pool["username"].astype("string"),
+            "email": given.mask(given == ""),
+            "email_norm": email_norm,
+            "raw_id": raw_id,
+            "has_attr": (raw_id.notna() & (raw_id != "")).astype(bool),
+            "iid": normalise_internal_ids(raw_id),
+            "pool_email_shared": (email_norm.notna() & email_norm.duplicated(keep=False)).astype(bool),
+            "email_refusal": email_link_refusals(pool),
+            "given_name": pool["given_name"].astype("string"),
+            "family_name": pool["family_name"].astype("string"),
+        }
+    )
+    table = table.reset_index(drop=True)
+    t = table.assign(iid=normalise_internal_ids(table["InternalUserID"]), email_norm=normalise_emails(table["Email"]))
+    return p, t
