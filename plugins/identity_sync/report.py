@@ -1,92 +1,50 @@
-"""Where a run's files live, and what a person reads afterwards: counts and the change report.
+"""What a person reads after a run: the plan, the record of writes, the issues, the counts.
 
-Every run leaves, per environment, under ``<snapshot_base>/<dag_id>/<run_id>/<env>/``:
-``pool.parquet`` and ``table.parquet`` (the snapshots), ``plan/`` (what apply reads),
-``changes.csv`` (InternalUserID, column, old, new, category, reason) and ``issues.csv``
-(conflicts, unlinked users, stale rows kept). Logs and XCom get counts and paths only.
+Per environment, next to the snapshots (``identity_sync.runfiles``):
+
+- ``plan.csv.gz``: every value the run WOULD write (InternalUserID, UserID, column, old,
+  new, category, reason, run_reason), written by the plan step. A plan is not a record of
+  writes: a dry run, a refused or a rejected run leaves only this.
+- ``changes.try-<n>.csv.gz``: every value the run DID write, written by the apply only
+  after its commit, from what was committed; one file per try, never overwritten, so a
+  cleared or retried task can never replace the record of an earlier try's writes.
+- ``issues.csv.gz``: conflicts, unlinked users, stale rows kept.
+- ``summary.md`` and ``run.json``: the run record (``identity_sync.audit``).
+
+The CSV files are gzip-compressed (``zcat plan.csv.gz | less``; spreadsheets open them
+after ``gunzip``) and made safe for spreadsheets the way OWASP recommends for CSV
+injection: every field is quoted, embedded quotes are doubled, a text cell starting with
+``= + - @``, tab or CR (after optional spaces) gets a leading ``'``, and control, line- and
+direction-changing characters are written as ``\\xNN``/``\\uNNNN`` escapes. The exact
+stored values stay in the plan's Parquet files.
 """
 
 from __future__ import annotations
 
-import json
+import gzip
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import IO
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
-from identity_sync.reconcile import CATEGORIES, CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan
+from identity_sync.reconcile import CATEGORIES, Plan
+from identity_sync.runfiles import RunFiles, folder_name, report_url  # noqa: F401  (re-exported)
 
 CHANGE_REPORT_COLUMNS = ["InternalUserID", "UserID", "column", "old", "new", "category", "reason"]
+PLAN_REPORT = "plan.csv.gz"
+ISSUES_REPORT = "issues.csv.gz"
+GZIP_LEVEL = 1  # level 1 is 3-4x faster than 6 and the files are read rarely; see docs/performance.md
 
-
-def _safe(part: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", part)
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of one run and environment, on any ObjectStoragePath backend."""
-
-    base: str
-
-    @classmethod
-    def for_run(cls, snapshot_base: str, dag_id: str, run_id: str, environment: str) -> RunFiles:
-        return cls(f"{snapshot_base.rstrip('/')}/{_safe(dag_id)}/{_safe(run_id)}/{_safe(environment)}")
-
-    def path(self, name: str):  # -> ObjectStoragePath (imported lazily: it loads Airflow's IO stack)
-        from airflow.sdk import ObjectStoragePath
-
-        return ObjectStoragePath(f"{self.base}/{name}")
-
-    def write_parquet(self, name: str, frame: pd.DataFrame) -> str:
-        target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as handle:
-            frame.to_parquet(handle, index=False)
-        return str(target)
-
-    def read_parquet(self, name: str) -> pd.DataFrame:
-        with self.path(name).open("rb") as handle:
-            return pd.read_parquet(handle)
-
-    def write_text(self, name: str, text: str) -> str:
-        target = self.path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w") as handle:
-            handle.write(text)
-        return str(target)
-
-    def read_text(self, name: str) -> str:
-        with self.path(name).open("r") as handle:
-            return handle.read()
-
-    def save_plan(self, plan: Plan) -> None:
-        self.write_parquet("plan/changes.parquet", plan.changes)
-        self.write_parquet("plan/inserts.parquet", plan.inserts)
-        self.write_parquet("plan/issues.parquet", plan.issues)
-        self.write_text("plan/counts.json", json.dumps({"counts": plan.counts, "metrics": plan.metrics}))
-
-    def load_plan(self) -> Plan:
-        summary = json.loads(self.read_text("plan/counts.json"))
-        return Plan(
-            changes=self.read_parquet("plan/changes.parquet").reindex(columns=CHANGE_COLUMNS),
-            inserts=self.read_parquet("plan/inserts.parquet").reindex(columns=INSERT_COLUMNS),
-            issues=self.read_parquet("plan/issues.parquet").reindex(columns=ISSUE_COLUMNS),
-            counts=summary["counts"],
-            metrics=summary["metrics"],
-        )
-
-    def write_reports(self, plan: Plan, reason: str) -> dict[str, str]:
-        """changes.csv and issues.csv: the audit trail a person reads after the run."""
-        changes = change_report(plan).assign(run_reason=reason)
-        return {
-            "changes": self.write_text("changes.csv", changes.to_csv(index=False)),
-            "issues": self.write_text("issues.csv", plan.issues.to_csv(index=False)),
-        }
+# Control characters (C0, DEL, C1), line and paragraph separators, bidirectional overrides and isolates.
+_ESCAPE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_FORMULA_START = re.compile(r" *[=+\-@\t\r]")
 
 
 def change_report(plan: Plan) -> pd.DataFrame:
-    """Every value the run writes: old, new and why, per InternalUserID (inserts as one line per column)."""
+    """Every value the plan writes: old, new and why, per InternalUserID (inserts as one line per column)."""
     updates = plan.changes[CHANGE_REPORT_COLUMNS]
     inserted = plan.inserts.melt(
         id_vars=["InternalUserID"],
@@ -100,10 +58,82 @@ def change_report(plan: Plan) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sort_values(["InternalUserID", "column"], kind="stable")
 
 
+def _escape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def spreadsheet_safe(values: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet shows as text: control characters escaped, formula starts neutralised."""
+    text = values.astype("string[pyarrow]")
+    formula = text.str.match(_FORMULA_START.pattern, na=False)
+    unsafe = text.str.contains(_ESCAPE.pattern, regex=True, na=False)
+    if unsafe.any():  # rare: escape row by row only where needed
+        text = text.mask(unsafe, text[unsafe].map(_escape))
+    if formula.any():
+        text = text.mask(formula, "'" + text)
+    return text
+
+
+def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every non-numeric column passed through ``spreadsheet_safe``."""
+    safe = {}
+    for name, column in frame.items():
+        numeric = pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
+        safe[name] = column if numeric else spreadsheet_safe(column)
+    return pd.DataFrame(safe, index=frame.index)
+
+
+def write_csv_gz(handle: IO[bytes], frame: pd.DataFrame) -> None:
+    """``frame`` as gzip-compressed, OWASP-safe CSV (every value quoted, empty for missing)."""
+    table = pa.Table.from_pandas(safe_frame(frame), preserve_index=False)
+    options = pa_csv.WriteOptions(quoting_style="all_valid")
+    with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as compressed:
+        pa_csv.write_csv(table, compressed, write_options=options)
+
+
+def read_csv_gz(files: RunFiles, name: str) -> pd.DataFrame:
+    """A report written by ``write_csv_gz``, as text (for tests and tools)."""
+    with files.path(name).open("rb") as handle:
+        return pd.read_csv(handle, compression="gzip", dtype=str, keep_default_na=False)
+
+
+def write_frame_report(files: RunFiles, name: str, frame: pd.DataFrame, *, replace: bool = True) -> str:
+    """Any report frame (the backfill's too) as ``name`` (``.csv.gz``), owner-only and OWASP-safe."""
+    return files.write_bytes_with(name, lambda handle: write_csv_gz(handle, frame), replace=replace)
+
+
+def write_plan_reports(files: RunFiles, plan: Plan, reason: str) -> dict[str, str]:
+    """``plan.csv.gz`` (what the run would write) and ``issues.csv.gz``; returns their locations."""
+    return {
+        "plan": write_frame_report(files, PLAN_REPORT, change_report(plan).assign(run_reason=reason)),
+        "issues": write_frame_report(files, ISSUES_REPORT, plan.issues),
+    }
+
+
+def changes_report_name(try_number: int, attempt: int = 1) -> str:
+    suffix = "" if attempt == 1 else f".{attempt}"
+    return f"changes.try-{try_number}{suffix}.csv.gz"
+
+
+def write_changes_report(files: RunFiles, written: Plan, *, try_number: int, reason: str) -> str:
+    """The record of what one apply try committed; call it only after the commit, with what was committed.
+
+    Never overwrites: a second record for the same try (which Airflow does not make) gets
+    ``.2``, ``.3`` ... appended. Returns the location.
+    """
+    frame = change_report(written).assign(run_reason=reason)
+    for attempt in range(1, 100):
+        try:
+            return write_frame_report(files, changes_report_name(try_number, attempt), frame, replace=False)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{files.base}: 99 change records for try {try_number} already exist")
+
+
 def counts_table(
     environment: str,
-    counts: dict[str, int],
-    extra: dict[str, int] | None = None,
+    counts: Mapping[str, int],
+    extra: Mapping[str, int] | None = None,
     categories: tuple[str, ...] = CATEGORIES,
 ) -> str:
     """A fixed-width table for the task log: categories first, then the other figures."""

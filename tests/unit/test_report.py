@@ -1,4 +1,4 @@
-"""report: the change report, the counts table, and the plan files on an ObjectStoragePath."""
+"""report: the plan and change reports, the counts table, and the plan files on an ObjectStoragePath."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from identity_sync.audit import RunMode
 from identity_sync.reconcile import CATEGORIES, REASON, Plan, plan_changes
 from identity_sync.report import CHANGE_REPORT_COLUMNS, RunFiles, change_report, counts_table
 
@@ -149,19 +150,13 @@ def test_counts_table_fills_missing_categories_with_zero() -> None:
     assert dict(body) == {**dict.fromkeys(CATEGORIES, "0"), "relink": "7"}
 
 
-def test_run_files_path_is_sanitised(tmp_path: Path) -> None:
-    files = RunFiles.for_run(f"file://{tmp_path}/", "cognito_user_sync", "manual__2024-01-01T00:00:00+00:00", "dev")
-
-    assert files.base == f"file://{tmp_path}/cognito_user_sync/manual__2024-01-01T00_00_00_00_00/dev"
-
-
 def test_save_and_load_plan_round_trip(tmp_path: Path, plan: Plan) -> None:
     files = RunFiles.for_run(f"file://{tmp_path}", "cognito_user_sync", "scheduled__2024-05-01T00:00:00+00:00", "dev")
 
-    files.save_plan(plan)
+    files.save_plan(plan, RunMode(dry_run=True, after_restore=True))
     loaded = files.load_plan()
 
-    run_dir = tmp_path / "cognito_user_sync" / "scheduled__2024-05-01T00_00_00_00_00" / "dev" / "plan"
+    run_dir = Path(files.path("plan").path)
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "changes.parquet",
         "counts.json",
@@ -176,7 +171,12 @@ def test_save_and_load_plan_round_trip(tmp_path: Path, plan: Plan) -> None:
     assert loaded.counts == plan.counts
     assert loaded.metrics == plan.metrics
     assert loaded.rows_to_write == plan.rows_to_write
-    assert json.loads((run_dir / "counts.json").read_text()) == {"counts": plan.counts, "metrics": plan.metrics}
+    saved = json.loads((run_dir / "counts.json").read_text())
+    assert saved == {"counts": plan.counts, "metrics": plan.metrics, "mode": saved["mode"]}
+    # issue 8: counts.json records how the run was allowed to write.
+    assert saved["mode"]["dry_run"] is True
+    assert saved["mode"]["after_restore"] is True
+    assert files.load_mode()["after_restore"] is True
 
 
 def test_save_and_load_an_empty_plan(tmp_path: Path) -> None:
@@ -191,18 +191,3 @@ def test_save_and_load_an_empty_plan(tmp_path: Path) -> None:
     assert loaded.issues.empty
     assert loaded.counts == dict.fromkeys(CATEGORIES, 0)
     assert loaded.rows_to_write == 0
-
-
-def test_write_reports(tmp_path: Path, plan: Plan) -> None:
-    files = RunFiles(f"file://{tmp_path}/run")
-
-    paths = files.write_reports(plan, reason="after_restore")
-
-    changes = pd.read_csv(tmp_path / "run" / "changes.csv")
-    issues = pd.read_csv(tmp_path / "run" / "issues.csv")
-    assert set(paths) == {"changes", "issues"}
-    assert paths["changes"].endswith("/run/changes.csv")
-    assert len(changes) == len(change_report(plan)) == 8
-    assert set(changes["run_reason"]) == {"after_restore"}
-    assert list(issues["sub"]) == ["sub-9"]
-    assert list(issues["reason"]) == [REASON["invalid_id"]]
