@@ -14,14 +14,15 @@ Usage::
         server.kill(signal.SIGKILL)
         server.start()          # same datadir: committed data must be there
 
-``netns`` runs the server inside an existing network namespace (``ip netns exec``), so
-the bench can put a delaying link between client and server; the readiness check and the
-set-up statements go through the Unix socket, which is reachable from any namespace.
+The readiness check and the set-up statements go through the Unix socket; clients use
+TCP on ``bind_address:port`` (the bench puts bench/delay_proxy.py in front of it to
+emulate a network link).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -39,6 +40,7 @@ import MySQLdb
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db") or "mariadb-install-db"
 DATABASE = "test"
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 # Small and quick by default; callers override (the bench passes the production sizes).
 DEFAULT_SETTINGS: dict[str, str] = {
@@ -53,6 +55,12 @@ DEFAULT_SETTINGS: dict[str, str] = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies (no orphaned servers)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the kernel's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -63,7 +71,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class PrivateMariaDB:
     """One private server: ``start``, ``connect``, ``kill``, ``stop``, ``cleanup``.
 
-    ``bind_address`` is where it listens for TCP (inside ``netns`` if given); root has an
+    ``bind_address`` is where it listens for TCP; root has an
     empty password from anywhere, which is fine for a server that lives in a temp dir.
     """
 
@@ -73,14 +81,12 @@ class PrivateMariaDB:
         *,
         bind_address: str = "127.0.0.1",
         port: int | None = None,
-        netns: str | None = None,
         base_dir: Path | None = None,
         ready_timeout: float = 60.0,
     ) -> None:
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self.bind_address = bind_address
         self.port = port if port is not None else free_port()
-        self.netns = netns
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="private-mariadb-"))
         self.datadir = self.base_dir / "data"
@@ -109,9 +115,11 @@ class PrivateMariaDB:
             raise RuntimeError(f"private mariadbd already running (pid {self.process.pid})")
         if not (self.datadir / "mysql").is_dir():
             self._install()
-        command = [*self._prefix(), MARIADBD, *self._arguments()]
+        command = [MARIADBD, *self._arguments()]
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+            )
         self._wait_ready()
         self._admin(
             "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY ''",
@@ -163,7 +171,7 @@ class PrivateMariaDB:
         )
 
     def connect_socket(self, **options: Any) -> Any:
-        """A MySQLdb connection over the Unix socket (reachable from any network namespace)."""
+        """A MySQLdb connection over the Unix socket."""
         return MySQLdb.connect(
             unix_socket=str(self.socket), user="root", password="", database=DATABASE, charset="utf8mb4", **options
         )
@@ -179,9 +187,6 @@ class PrivateMariaDB:
         }
 
     # -- internals -------------------------------------------------------------------
-    def _prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.netns] if self.netns else []
-
     def _arguments(self) -> list[str]:
         fixed = [
             "--no-defaults",
