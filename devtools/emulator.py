@@ -5,17 +5,15 @@ can wrap them with whatever scope they need.
 
 Note: moto keeps its backends in process-global state, so every
 ``ThreadedMotoServer`` in one process (and any ``mock_aws``) shares the same
-data.  Use :func:`reset_moto` or unique resource names to isolate tests.
+data.  Use unique resource names to isolate tests.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -42,20 +40,6 @@ def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
         yield url
     finally:
         server.stop()
-
-
-def reset_moto(url: str) -> None:
-    """Wipe all moto state (shared by every moto server in this process)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
-    try:
-        conn.request("POST", "/moto-api/reset")
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"moto reset failed with HTTP {resp.status}")
-    finally:
-        conn.close()
 
 
 def aws_client(

@@ -5,6 +5,10 @@ moto accepts requests that real Cognito rejects (``ListUsers`` with
 throttles.  Code that passes against bare moto can therefore fail in AWS.
 ``StrictCognitoProxy`` sits between the client under test and moto, enforces
 those rules itself and forwards everything else unchanged.
+
+It also injects the faults a real service shows now and then (``inject``): a 5xx
+answer, a connection closed without an answer, a write whose answer is lost, a
+ListUsers page that silently comes back without its users or without its token.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -51,7 +55,23 @@ _HOP_BY_HOP = frozenset(
 # region (and account) from the SigV4 credential scope in Authorization.
 _SIGNING_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
 
-Outcome = Literal["accepted", "throttled", "rejected"]
+Outcome = Literal["accepted", "throttled", "rejected", "faulted"]
+Fault = Literal["server_error", "hang_up", "lose_answer", "drop_users", "end_chain"]
+FAULTS: dict[str, str] = {
+    "server_error": "answer 500 InternalErrorException; the call never reaches the service",
+    "hang_up": "close the connection without an answer; the call never reaches the service",
+    "lose_answer": "forward the call (it takes effect), then answer 500: the answer is lost",
+    "drop_users": "forward, then answer the page without its users (its token kept): a silently short page",
+    "end_chain": "forward, then answer the page without its PaginationToken: the listing ends early",
+}
+_BEFORE_FORWARD = frozenset({"server_error", "hang_up"})
+
+
+def first_page(params: dict[str, Any] | None) -> bool:
+    """A ListUsers call that starts a token chain (for ``inject(..., when=first_page)``)."""
+    return not (params or {}).get("PaginationToken")
+
+
 STATS_PATH = "/_strict/stats"
 
 
@@ -108,11 +128,13 @@ class _Upstream:
 class StrictCognitoProxy:
     """Proxy in front of a moto server adding AWS Cognito validation and quotas.
 
-    Counters (``calls``, ``throttled``, ``rejected``) are keyed by operation
-    name and only cover ``cognito-idp`` requests made by clients; the proxy's
-    own ``DescribeUserPool`` lookups are neither counted nor throttled.  A call
-    rejected for a rule violation still uses its quota slot, as it did reach
-    the service.  Update counters only while holding ``lock``.
+    Counters (``calls``, ``throttled``, ``rejected``, ``faulted``) are keyed by
+    operation name and only cover ``cognito-idp`` requests made by clients; the
+    proxy's own ``DescribeUserPool`` lookups are neither counted nor throttled.
+    A call rejected for a rule violation still uses its quota slot, as it did
+    reach the service.  ``calls`` counts what reached moto (``lose_answer``,
+    ``drop_users`` and ``end_chain`` calls included; they are also counted in
+    ``faulted``).  Update counters only while holding ``lock``.
     """
 
     def __init__(
@@ -131,8 +153,10 @@ class StrictCognitoProxy:
         self.calls: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.faulted: Counter[str] = Counter()
         self.events: list[CallEvent] = []
         self._throttle_next: Counter[str] = Counter(throttle_next or {})
+        self._faults: dict[str, deque[tuple[Fault, Callable[[dict[str, Any] | None], bool] | None]]] = {}
         self._windows: dict[str, deque[float]] = {}
         self._schemas: dict[str, dict[str, dict[str, Any]]] = {}
         self._schema_generation: Counter[str] = Counter()
@@ -198,6 +222,7 @@ class StrictCognitoProxy:
                 "calls": dict(self.calls),
                 "throttled": dict(self.throttled),
                 "rejected": dict(self.rejected),
+                "faulted": dict(self.faulted),
                 "events": [list(e) for e in self.events],
             }
 
@@ -208,15 +233,38 @@ class StrictCognitoProxy:
         with self.lock:
             self._throttle_next[operation] += times
 
-    def reset_counters(self) -> None:
-        """Forget counters, events, quota windows and pending forced throttles."""
+    def inject(
+        self,
+        operation: str,
+        fault: Fault,
+        times: int = 1,
+        when: Callable[[dict[str, Any] | None], bool] | None = None,
+    ) -> None:
+        """Give the next ``times`` calls of ``operation`` that ``fault`` (see FAULTS), after any queued before.
+
+        A fault before forwarding hits the next call; one after forwarding hits the next
+        call that is neither throttled nor rejected. ``when`` (given the call's parameters)
+        narrows it to the calls it accepts, e.g. ``first_page``; the queue waits for one.
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        if times < 0:
+            raise ValueError("times must be >= 0")
         with self.lock:
-            self.calls.clear()
-            self.throttled.clear()
-            self.rejected.clear()
-            self.events.clear()
-            self._windows.clear()
-            self._throttle_next.clear()
+            self._faults.setdefault(operation, deque()).extend([(fault, when)] * times)
+
+    def _take_fault(self, operation: str, params: dict[str, Any] | None, *, forwarded: bool) -> Fault | None:
+        """The next injected fault of ``operation`` if it strikes this call now (before or after forwarding)."""
+        with self.lock:
+            queue = self._faults.get(operation)
+            if not queue:
+                return None
+            fault, when = queue[0]
+            if (fault in _BEFORE_FORWARD) == forwarded or (when is not None and not when(params)):
+                return None
+            queue.popleft()
+            self._record(time.monotonic(), operation, "faulted")
+            return fault
 
     # -- request handling (called from handler threads) ----------------------
 
@@ -278,6 +326,7 @@ class StrictCognitoProxy:
             "accepted": self.calls,
             "throttled": self.throttled,
             "rejected": self.rejected,
+            "faulted": self.faulted,
         }
         counter[outcome][operation] += 1
         self.events.append(CallEvent(at, operation, outcome))
@@ -408,7 +457,7 @@ class _ProxyServer(ThreadingHTTPServer):
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
-    """Judges cognito-idp calls and relays everything else byte for byte."""
+    """Judges cognito-idp calls (every one is a POST) and relays them; GET serves the counters."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
     disable_nagle_algorithm = True  # headers and body go out in separate writes
@@ -422,21 +471,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             body = json.dumps(self.server.proxy.stats()).encode()
             self._send(200, [("Content-Type", "application/json")], body)
             return
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def do_PATCH(self) -> None:
-        self._handle()
-
-    def do_HEAD(self) -> None:
-        self._handle()
-
-    def do_OPTIONS(self) -> None:
         self._handle()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -453,14 +487,21 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         operation = target[len(TARGET_PREFIX) :]
         params = _json_object(body)
+        fault = proxy._take_fault(operation, params, forwarded=False)
+        if fault == "hang_up":
+            self.close_connection = True  # nothing is written: the client sees the connection closed
+            return
+        if fault == "server_error":
+            self._send_error("InternalErrorException", "Internal server error (injected)", status=500)
+            return
         err = proxy._judge(operation, params, self.headers)
         if err is not None:
             self._send_error(err.code, err.message)
             return
-        self._forward(body)
+        self._forward(body, operation, params)
         proxy._after_forward(operation, params)
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, operation: str | None = None, params: dict[str, Any] | None = None) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             status, resp_headers, resp_body = self.server.proxy._upstream.request(
@@ -470,13 +511,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             logger.warning("upstream request failed: %s", type(exc).__name__)
             self._send(502, [("Content-Type", "text/plain")], b"upstream unavailable")
             return
+        fault = (
+            self.server.proxy._take_fault(operation, params, forwarded=True) if operation and status == 200 else None
+        )
+        if fault == "lose_answer":
+            self._send_error("InternalErrorException", "Internal server error (injected)", status=500)
+            return
+        if fault in ("drop_users", "end_chain"):
+            resp_body = _mangle_page(resp_body, fault)
         relayed = [(k, v) for k, v in resp_headers if k.lower() not in _HOP_BY_HOP]
-        length = None
-        if self.command == "HEAD":  # no body was read; keep upstream's length
-            length = next((v for k, v in resp_headers if k.lower() == "content-length"), None)
-        self._send(status, relayed, resp_body, length)
+        self._send(status, relayed, resp_body)
 
-    def _send_error(self, code: str, message: str) -> None:
+    def _send_error(self, code: str, message: str, status: int = 400) -> None:
         body = json.dumps({"__type": code, "message": message}).encode()
         headers = [
             ("Content-Type", _JSON_CONTENT_TYPE),
@@ -484,24 +530,27 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             ("x-amzn-RequestId", str(uuid.uuid4())),
             ("Date", self.date_time_string()),
         ]
-        self._send(400, headers, body)
+        self._send(status, headers, body)
 
-    def _send(
-        self,
-        status: int,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        content_length: str | None = None,
-    ) -> None:
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         if self.server.proxy.latency and self.path != STATS_PATH:
             time.sleep(self.server.proxy.latency / 2)
         self.send_response_only(status)  # no Server/Date: relayed ones would duplicate
         for name, value in headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", content_length or str(len(body)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
+
+
+def _mangle_page(body: bytes, fault: Fault) -> bytes:
+    """A ListUsers answer without its users (token kept) or without its token."""
+    page = json.loads(body)
+    if fault == "drop_users":
+        page["Users"] = []
+    else:
+        page.pop("PaginationToken", None)
+    return json.dumps(page).encode()
 
 
 def main() -> None:

@@ -19,7 +19,10 @@ from typing import Any, TypeVar
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.retries import quota, standard
+from botocore.retries.base import BaseRetryableChecker
 
+from identity_sync.config import SUB_PREFIX_DIGITS
 from identity_sync.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 LIST_USERS_PAGE_SIZE = 60  # Cognito's maximum; AWS rejects a larger Limit
 MAX_CHAINS = 16  # token chains in flight at once; 16 keep 30 RPS busy up to ~500 ms a round trip
 THROTTLE_CODES = frozenset({"TooManyRequestsException", "ThrottlingException"})
+TRANSIENT_ATTEMPTS = 6  # HTTP requests per call for 5xx and connection errors: at most ~1.6 s of botocore backoff
+LIST_CLIENTS_PAGE_SIZE = 60  # ListUserPoolClients' maximum MaxResults
 
 T = TypeVar("T")
 
@@ -45,10 +50,17 @@ def is_throttle(exc: BaseException) -> bool:
 
 
 class CognitoHook(AwsBaseHook):
-    """cognito-idp client with our own retry policy on throttling.
+    """cognito-idp client with two retry policies, one per kind of failure, never both on one error.
 
-    botocore's retries are switched off so that there is one policy, ours: exponential
-    backoff with full jitter on ``TooManyRequestsException``, counted in ``throttled``.
+    - 5xx answers and connection errors: botocore's ``standard`` retry machinery (its
+      checker, 50 ms exponential backoff with jitter and retry quota), with throttles taken
+      out of its conditions: at most ``transient_attempts`` HTTP requests per attempt.
+    - Throttles (``TooManyRequestsException``): ours, in ``call``: the limiter slows down
+      and the call is retried with full-jitter backoff, at most ``max_attempts`` times,
+      counted in ``throttled``. botocore never retries or paces a throttle itself.
+
+    botocore's own handler is configured with ``total_max_attempts`` 1, so it never
+    retries; a call therefore sends at most ``max_attempts * transient_attempts`` requests.
     """
 
     def __init__(
@@ -56,6 +68,7 @@ class CognitoHook(AwsBaseHook):
         aws_conn_id: str | None = "aws_default",
         *,
         max_attempts: int = 10,
+        transient_attempts: int = TRANSIENT_ATTEMPTS,
         backoff_base: float = 0.1,
         backoff_cap: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -65,6 +78,7 @@ class CognitoHook(AwsBaseHook):
         kwargs.setdefault("config", Config(retries={"mode": "standard", "total_max_attempts": 1}))
         super().__init__(aws_conn_id=aws_conn_id, client_type="cognito-idp", **kwargs)
         self.max_attempts = max_attempts
+        self.transient_attempts = transient_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
@@ -72,6 +86,12 @@ class CognitoHook(AwsBaseHook):
         self.calls = 0
         self.throttled = 0
         self._counters = threading.Lock()
+
+    def get_client_type(self, region_name: str | None = None, config: Config | None = None, **kwargs: Any) -> Any:
+        """The boto3 client, with the retries of 5xx and connection errors registered on it."""
+        client = super().get_client_type(region_name=region_name, config=config, **kwargs)
+        register_transient_retries(client, self.transient_attempts)
+        return client
 
     def call(self, operation: str, limiter: RateLimiter | None = None, **params: Any) -> dict[str, Any]:
         """One API call, paced by ``limiter`` and retried with backoff while Cognito throttles it.
@@ -137,6 +157,18 @@ class CognitoHook(AwsBaseHook):
     def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
         return self.call("DescribeUserPool", UserPoolId=user_pool_id)["UserPool"]
 
+    def app_clients(self, user_pool_id: str) -> Iterator[dict[str, Any]]:
+        """Every app client of the pool, described (DescribeUserPoolClient: the listing omits WriteAttributes)."""
+        params: dict[str, Any] = {"UserPoolId": user_pool_id, "MaxResults": LIST_CLIENTS_PAGE_SIZE}
+        while True:
+            page = self.call("ListUserPoolClients", **params)
+            for client in page.get("UserPoolClients", []):
+                described = self.call("DescribeUserPoolClient", UserPoolId=user_pool_id, ClientId=client["ClientId"])
+                yield described["UserPoolClient"]
+            if not page.get("NextToken"):
+                return
+            params["NextToken"] = page["NextToken"]
+
     def add_string_attribute(self, user_pool_id: str, attribute: str, length: int) -> None:
         """Add a mutable custom String attribute of exactly ``length`` characters (it can never be removed)."""
         self.call(
@@ -183,8 +215,45 @@ def schema_attribute(pool: dict[str, Any], attribute: str) -> dict[str, Any] | N
 
 def sub_prefixes(slices: int) -> list[str]:
     """Disjoint prefixes that together cover every sub (a lower-case UUID): 1, 16 or 256 of them."""
-    digits = {1: 0, 16: 1, 256: 2}[slices]
+    digits = SUB_PREFIX_DIGITS[slices]
     return [format(n, f"0{digits}x") for n in range(slices)] if digits else [""]
+
+
+class _UnlessThrottled(BaseRetryableChecker):
+    """botocore's standard retry conditions, except a throttle: pacing that is the caller's job."""
+
+    def __init__(self, max_attempts: int, throttles: standard.ThrottlingErrorDetector) -> None:
+        self._standard = standard.StandardRetryConditions(max_attempts=max_attempts)
+        self._throttles = throttles
+
+    def is_retryable(self, context: standard.RetryContext) -> bool:
+        return not self._throttles.is_throttling_error_from_context(context) and self._standard.is_retryable(context)
+
+
+def register_transient_retries(client: Any, total_max_attempts: int) -> None:
+    """Retry 5xx answers and connection errors the way botocore's standard mode does, throttles not at all.
+
+    Built from botocore's own standard-mode parts (register_retry_handler does the same
+    with the throttle conditions in). Registered first, so it answers before botocore's
+    handler, which the client's config keeps from retrying (total_max_attempts 1).
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    adapter = standard.RetryEventAdapter()
+    throttles = standard.ThrottlingErrorDetector(adapter)
+    retry_quota = standard.RetryQuotaChecker(quota.RetryQuota(), throttles)
+    handler = standard.RetryHandler(
+        retry_policy=standard.RetryPolicy(
+            retry_checker=_UnlessThrottled(total_max_attempts, throttles),
+            retry_backoff=standard.ExponentialBackoff(service_name=service, throttling_detector=throttles),
+        ),
+        retry_event_adapter=adapter,
+        retry_quota=retry_quota,
+        service_name=service,
+    )
+    client.meta.events.register(f"after-call.{service}", retry_quota.release_retry_quota)
+    client.meta.events.register_first(
+        f"needs-retry.{service}", handler.needs_retry, unique_id=f"identity-sync-transient-{service}"
+    )
 
 
 def _snake_case(operation: str) -> str:

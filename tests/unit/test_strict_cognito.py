@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from devtools.emulator import aws_client
 from devtools.strict_cognito import StrictCognitoProxy
@@ -300,6 +300,99 @@ def test_add_custom_attributes_through_proxy_refreshes_schema(moto_url: str, pro
 
     client.add_custom_attributes(UserPoolId=pool_id, CustomAttributes=[custom("internal_user_id", mutable=True)])
     client.admin_update_user_attributes(UserPoolId=pool_id, Username="carol", UserAttributes=write)
+
+
+# -- injected faults ---------------------------------------------------------------
+
+
+def add_users(moto_url: str, pool_id: str, count: int) -> None:
+    client = cognito(moto_url)
+    for n in range(count):
+        client.admin_create_user(UserPoolId=pool_id, Username=f"user-{n:03d}", MessageAction="SUPPRESS")
+
+
+def test_server_error_answers_500_and_never_reaches_moto(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool_id = create_pool(moto_url)
+    proxy.inject("AdminCreateUser", "server_error")
+    client = cognito(proxy.url)
+
+    with pytest.raises(ClientError) as excinfo:
+        client.admin_create_user(UserPoolId=pool_id, Username="alice", MessageAction="SUPPRESS")
+
+    assert error_code(excinfo) == "InternalErrorException"
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert cognito(moto_url).list_users(UserPoolId=pool_id)["Users"] == []
+    assert proxy.faulted["AdminCreateUser"] == 1 and proxy.calls["AdminCreateUser"] == 0
+    client.admin_create_user(UserPoolId=pool_id, Username="alice", MessageAction="SUPPRESS")  # one fault only
+    assert proxy.calls["AdminCreateUser"] == 1
+
+
+def test_hang_up_closes_the_connection_without_an_answer(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool_id = create_pool(moto_url)
+    proxy.inject("ListUsers", "hang_up")
+
+    with pytest.raises(ConnectionClosedError):
+        cognito(proxy.url).list_users(UserPoolId=pool_id)
+
+    assert proxy.faulted["ListUsers"] == 1 and proxy.calls["ListUsers"] == 0
+
+
+def test_lose_answer_writes_then_answers_500(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool_id = create_pool(moto_url)
+    proxy.inject("AdminCreateUser", "lose_answer")
+
+    with pytest.raises(ClientError) as excinfo:
+        cognito(proxy.url).admin_create_user(UserPoolId=pool_id, Username="bob", MessageAction="SUPPRESS")
+
+    assert error_code(excinfo) == "InternalErrorException"
+    assert [u["Username"] for u in cognito(moto_url).list_users(UserPoolId=pool_id)["Users"]] == ["bob"]
+    assert proxy.faulted["AdminCreateUser"] == 1 and proxy.calls["AdminCreateUser"] == 1
+
+
+def test_drop_users_keeps_the_token_and_end_chain_drops_it(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool_id = create_pool(moto_url)
+    add_users(moto_url, pool_id, 5)
+    client = cognito(proxy.url)
+    proxy.inject("ListUsers", "drop_users")
+    proxy.inject("ListUsers", "end_chain")
+
+    dropped = client.list_users(UserPoolId=pool_id, Limit=2)
+    ended = client.list_users(UserPoolId=pool_id, Limit=2, PaginationToken=dropped["PaginationToken"])
+    normal = client.list_users(UserPoolId=pool_id, Limit=2)
+
+    assert dropped["Users"] == [] and dropped["PaginationToken"]
+    assert len(ended["Users"]) == 2 and "PaginationToken" not in ended
+    assert len(normal["Users"]) == 2 and normal["PaginationToken"]
+    assert proxy.faulted["ListUsers"] == 2 and proxy.calls["ListUsers"] == 3
+
+
+def test_a_fault_after_forwarding_waits_for_a_call_that_is_not_throttled(
+    moto_url: str, proxy: StrictCognitoProxy
+) -> None:
+    pool_id = create_pool(moto_url)
+    add_users(moto_url, pool_id, 1)
+    client = cognito(proxy.url)
+    proxy.force_throttle("ListUsers", 1)
+    proxy.inject("ListUsers", "drop_users")
+
+    with pytest.raises(client.exceptions.TooManyRequestsException):
+        client.list_users(UserPoolId=pool_id)
+    assert client.list_users(UserPoolId=pool_id)["Users"] == []
+    assert len(client.list_users(UserPoolId=pool_id)["Users"]) == 1
+    assert proxy.stats()["faulted"] == {"ListUsers": 1}
+
+
+def test_faults_hit_only_their_operation_and_unknown_faults_are_refused(
+    moto_url: str, proxy: StrictCognitoProxy
+) -> None:
+    pool_id = create_pool(moto_url)
+    proxy.inject("AdminCreateUser", "server_error", times=2)
+
+    cognito(proxy.url).list_users(UserPoolId=pool_id)
+
+    assert proxy.calls["ListUsers"] == 1 and not proxy.faulted
+    with pytest.raises(ValueError, match="unknown fault"):
+        proxy.inject("ListUsers", "explode")  # type: ignore[arg-type]
 
 
 # -- plumbing -------------------------------------------------------------------
