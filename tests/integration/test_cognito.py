@@ -25,15 +25,19 @@ from botocore.exceptions import ClientError
 
 from devtools.emulator import DEFAULT_REGION, aws_client
 from devtools.strict_cognito import LIST_USERS_MAX_LIMIT, StrictCognitoProxy
+from identity_sync import sync
 from identity_sync.cognito import (
     LIST_USERS_PAGE_SIZE,
+    TRANSIENT_ATTEMPTS,
     CognitoHook,
     CognitoThrottledError,
     backoff_delay,
     user_attributes,
 )
-from identity_sync.config import Environment
+from identity_sync.config import Environment, Settings
 from identity_sync.extract import POOL_COLUMNS, extract_pool, pool_frame
+from identity_sync.guards import RefusedError
+from identity_sync.pool_checks import check_pool, refuse_writable_attribute
 
 ATTRIBUTE = "custom:internal_user_id"
 POOL_SIZE = 250
@@ -257,9 +261,16 @@ def test_gives_up_after_max_attempts(big_pool: Pool, proxy: StrictCognitoProxy) 
     assert len(delays) == 3  # no sleep after the last attempt
 
 
-def test_botocore_retries_are_switched_off(proxy: StrictCognitoProxy) -> None:
-    """One retry policy, the hook's: the boto3 client itself must make exactly one attempt per call."""
-    assert hook().conn.meta.config.retries.get("total_max_attempts") == 1
+def test_botocore_retries_only_what_is_not_a_throttle(big_pool: Pool, proxy: StrictCognitoProxy) -> None:
+    """botocore's own handler makes one attempt; the transient one retries a 5xx but hands a throttle back at once."""
+    h = hook(max_attempts=1)
+    assert h.conn.meta.config.retries.get("total_max_attempts") == 1
+    proxy.inject("DescribeUserPool", "server_error", times=TRANSIENT_ATTEMPTS - 1)
+    assert h.describe_user_pool(big_pool.id)["Id"] == big_pool.id
+    proxy.force_throttle("DescribeUserPool", 2)
+    with pytest.raises(CognitoThrottledError):
+        h.describe_user_pool(big_pool.id)
+    assert proxy.throttled["DescribeUserPool"] == 1  # the second forced throttle is still pending: never retried
 
 
 def test_single_attempt_means_botocore_does_not_retry_either(big_pool: Pool, proxy: StrictCognitoProxy) -> None:
@@ -442,3 +453,77 @@ def test_pool_frame_of_raw_records() -> None:
 def test_pool_frame_of_no_users() -> None:
     frame = pool_frame([], ATTRIBUTE)
     assert list(frame.columns) == POOL_COLUMNS and frame.empty
+
+
+# -- the pool's own safety: the attribute exists, and no app client can write it ----------------------
+
+
+def add_client(moto_url: str, pool_id: str, name: str, write: list[str] | None = None) -> str:
+    extra = {"WriteAttributes": write} if write is not None else {}
+    client = aws_client("cognito-idp", moto_url).create_user_pool_client(UserPoolId=pool_id, ClientName=name, **extra)
+    return client["UserPoolClient"]["ClientId"]
+
+
+def test_a_pool_whose_clients_cannot_write_the_attribute_passes(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool = create_pool(moto_url, [])
+    add_client(moto_url, pool.id, "web")  # no list: standard attributes only
+    add_client(moto_url, pool.id, "mobile", ["email", "given_name", "custom:other"])
+
+    check_pool(environment(pool.id), hook())
+
+    assert proxy.calls["ListUserPoolClients"] == 1 and proxy.calls["DescribeUserPoolClient"] == 2
+
+
+def test_a_client_that_can_write_the_attribute_is_refused_by_id_and_name(
+    moto_url: str, proxy: StrictCognitoProxy
+) -> None:
+    pool = create_pool(moto_url, [])
+    add_client(moto_url, pool.id, "web")
+    writer = add_client(moto_url, pool.id, "admin-portal", ["email", ATTRIBUTE])
+
+    with pytest.raises(RefusedError) as excinfo:
+        check_pool(environment(pool.id), hook())
+
+    message = str(excinfo.value)
+    assert f"{writer} (admin-portal)" in message and ATTRIBUTE in message and "Nothing was written" in message
+    assert "web" not in message
+
+
+def test_every_page_of_app_clients_is_checked(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool = create_pool(moto_url, [])
+    for n in range(61):  # one more than a page
+        add_client(moto_url, pool.id, f"client-{n:02d}")
+    writer = add_client(moto_url, pool.id, "last", [ATTRIBUTE])
+
+    with pytest.raises(RefusedError, match=f"{writer} \\(last\\)"):
+        refuse_writable_attribute(environment(pool.id), hook())
+
+    assert proxy.calls["ListUserPoolClients"] == 2 and proxy.calls["DescribeUserPoolClient"] == 62
+
+
+def test_a_misspelt_attribute_is_refused_naming_it_and_the_pool_s_own(moto_url: str, proxy: StrictCognitoProxy) -> None:
+    pool = create_pool(moto_url, [])
+    env = dataclasses.replace(environment(pool.id), attribute="custom:internal_userid")
+
+    with pytest.raises(RefusedError) as excinfo:
+        check_pool(env, hook())
+
+    message = str(excinfo.value)
+    assert "no attribute 'custom:internal_userid'" in message
+    assert f"its custom attributes: {ATTRIBUTE}" in message
+    assert proxy.calls["ListUserPoolClients"] == 0  # refused on the schema, before anything else
+
+
+def test_the_sync_checks_the_pool_before_listing_a_user(
+    moto_url: str, proxy: StrictCognitoProxy, tmp_path: Path
+) -> None:
+    pool = create_pool(moto_url, PEOPLE[:3])
+    add_client(moto_url, pool.id, "web", [ATTRIBUTE])
+    env = environment(pool.id)
+    settings = Settings(environments={env.name: env}, snapshot_base=f"file://{tmp_path}", source=tmp_path / "x.yaml")
+
+    with pytest.raises(RefusedError, match="can write"):
+        sync.extract_step(settings, env.name, sync.RunFiles(f"file://{tmp_path}/run"))
+
+    assert proxy.calls["ListUsers"] == 0
+    assert not any(tmp_path.rglob("*.parquet"))

@@ -12,6 +12,7 @@ import threading
 
 import pytest
 
+from identity_sync import config
 from identity_sync.backfill import Progress
 from identity_sync.ratelimit import QUOTAS, RateLimiter, share_of_rate
 from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
@@ -281,3 +282,9 @@ def test_progress_logs_every_interval_and_at_the_end(caplog: pytest.LogCaptureFi
         "w: 20/30 done, 1.0/s, ETA 10s",
         "w: 30/30 done, 1.0/s, ETA 0s",
     ]
+
+
+def test_the_list_users_quota_is_defined_once() -> None:
+    """config bounds list_users_rps by the quota table here, not by a copy of its own."""
+    assert config._LIST_USERS_QUOTA == QUOTAS["ListUsers"] == 30.0
+    assert not hasattr(config, "LIST_USERS_QUOTA")

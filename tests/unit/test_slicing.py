@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from identity_sync import cognito, config
 from identity_sync.cognito import sub_prefixes
 from identity_sync.ratelimit import RateLimiter, collector_paused
 
@@ -30,6 +31,13 @@ def test_prefixes_are_lower_case_hex_as_cognito_subs_are() -> None:
 def test_other_slice_counts_are_refused() -> None:
     with pytest.raises(KeyError):
         sub_prefixes(8)
+
+
+def test_the_slice_counts_are_defined_once_in_config() -> None:
+    """The config accepts exactly the counts the hook can slice by: one table serves both."""
+    assert cognito.SUB_PREFIX_DIGITS is config.SUB_PREFIX_DIGITS
+    for slices, digits in config.SUB_PREFIX_DIGITS.items():
+        assert {len(prefix) for prefix in sub_prefixes(slices)} == {digits}
 
 
 class Clock:
