@@ -23,12 +23,13 @@ from typing import Any
 from devtools.local_airflow import aws_connection, connection_variable
 from devtools.strict_cognito import STATS_PATH
 from identity_sync.backfill import chunk_frame, plan_backfill
+from identity_sync.backfill_records import Chunk
 from identity_sync.backfill_steps import write_chunk_step
 from identity_sync.cognito import CognitoHook
 from identity_sync.config import Environment, Settings
 from identity_sync.extract import extract_pool
 from identity_sync.ratelimit import QUOTAS
-from identity_sync.report import RunFiles
+from identity_sync.runfiles import RunFiles
 from identity_sync.schedule import WRITE_SLOTS
 
 LATENCY = 0.100  # seconds added to every call, a round trip to a distant Region
@@ -96,28 +97,35 @@ def _figures(layer: RemoteLayer, operation: str) -> dict[str, Any]:
     return {"calls": stats["calls"].get(operation, 0), "rps": rate, "failed_calls": failed}
 
 
-def extraction(users: int, rps: float, slices: int) -> dict[str, Any]:
-    with moto_pool(users) as pool, strict_layer(pool["url"], {"ListUsers": QUOTAS["ListUsers"]}) as proxy:
-        env = Environment(
-            name="bench",
-            aws_conn_id=CONN_ID,
-            user_pool_id=pool["pool_id"],
-            db_conn_id="unused",
-            list_users_rps=rps,
-            list_users_slices=slices,
-        )
-        started = time.perf_counter()
-        frame = extract_pool(env, CognitoHook(aws_conn_id=CONN_ID))
-        seconds = time.perf_counter() - started
-        figures = _figures(proxy, "ListUsers")
-        return {
-            "case": f"extraction, {slices} slice(s), list_users_rps {rps:g}",
-            "seconds": seconds,
-            **figures,
-            "quota_share": figures["rps"] / QUOTAS["ListUsers"],
-            "users_per_s": len(frame) / seconds,
-            "complete": len(frame) == users and frame["sub"].is_unique,
-        }
+def extraction(users: int, rps: float, slices: int, reps: int = 3) -> list[dict[str, Any]]:
+    """The product's extract_pool over one moto pool, ``reps`` times, each behind a fresh strict layer."""
+    records = []
+    with moto_pool(users) as pool:
+        for _rep in range(reps):
+            with strict_layer(pool["url"], {"ListUsers": QUOTAS["ListUsers"]}) as proxy:
+                env = Environment(
+                    name="bench",
+                    aws_conn_id=CONN_ID,
+                    user_pool_id=pool["pool_id"],
+                    db_conn_id="unused",
+                    list_users_rps=rps,
+                    list_users_slices=slices,
+                )
+                started = time.perf_counter()
+                frame = extract_pool(env, CognitoHook(aws_conn_id=CONN_ID))
+                seconds = time.perf_counter() - started
+                figures = _figures(proxy, "ListUsers")
+            records.append(
+                {
+                    "case": f"extraction, {slices} slice(s), list_users_rps {rps:g}",
+                    "seconds": seconds,
+                    **figures,
+                    "quota_share": figures["rps"] / QUOTAS["ListUsers"],
+                    "users_per_s": len(frame) / seconds,
+                    "complete": len(frame) == users and frame["sub"].is_unique,
+                }
+            )
+    return records
 
 
 def backfill_writes(users: int, rate: float) -> dict[str, Any]:
@@ -142,17 +150,16 @@ def backfill_writes(users: int, rate: float) -> dict[str, Any]:
         plan = plan_backfill(users_frame, table, create_missing=False)
         files = RunFiles(f"file://{tmp}/run")
         chunks = []
-        for index, part in enumerate(chunk_frame(plan.writes, WRITE_SLOTS)):
+        parts = chunk_frame(plan.writes, WRITE_SLOTS)
+        for index, part in enumerate(parts):
             name = f"writes/chunk-{index:03d}.parquet"
             files.write_parquet(name, part)
-            chunks.append(
-                {"environment": "bench", "kind": "write", "files": files.base, "name": name, "part": str(index)}
-            )
+            chunks.append(Chunk("bench", files.base, "write", name, f"{index + 1}/{len(parts)}"))
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=WRITE_SLOTS) as tasks:  # as many as run side by side
             outcomes = list(tasks.map(lambda c: write_chunk_step(settings, c, rate=rate, slots=WRITE_SLOTS), chunks))
         seconds = time.perf_counter() - started
-        written = sum(o["written"] for o in outcomes)
+        written = sum(o.done for o in outcomes)
         figures = _figures(proxy, "AdminUpdateUserAttributes")
         return {
             "case": f"backfill writes, {WRITE_SLOTS} chunks side by side, rate {rate:g}",

@@ -1,170 +1,184 @@
-"""Reconcile at scale on the real MariaDB: post-restore, nightly, and today's per-row updates.
+"""Reconcile at scale: the product against today's per-row helper, per server setting, size and link.
 
-Each case runs in a process of its own (`python -m bench.reconcile CASE ...`) so that its
-peak memory (ru_maxrss) is its own. The parent builds the data once: a pool frame
-(Parquet) and two identical tables, one for our path and one for the per-row baseline.
+For each server setting (bench/servers.py: a private mariadbd each), each size and each
+link (loopback, +0.5 ms and +2 ms round trip), ``reps`` times:
+
+- post-restore: the extract, plan and apply tasks (bench/tasks.py) with the pool of the
+  side the table is not on, so every CognitoID changes;
+- nightly: the same tasks with the pool of the side it is on, so nothing changes;
+- per-row: today's helper, one UPDATE per user, over the link. Over a slow link a
+  million round trips take longer than the whole bench may, so per-row runs over a fixed
+  sample of the pool (``PER_ROW_SAMPLE``, in listing order) on the full-size table, and
+  its figure for every user is the sample's time scaled by users/sample, labelled so.
+
+The server is brought to rest (purge and page flushing done) before every case.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import subprocess
-import sys
-import tempfile
+import os
+import shutil
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import MySQLdb
-import numpy as np
-import pandas as pd
+from bench import data, servers, tasks
+from bench.data import Population, other
+from devtools.private_mariadb import PrivateMariaDB
 
-from identity_sync.extract import POOL_COLUMNS
-from identity_sync.reconcile import plan_changes
-from identity_sync.sql import MYSQL, schema_statement, statement
-from identity_sync.table import UsersTable
-
-MYSQL_SETTINGS = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": "test"}
-LOAD_BATCH = 20_000
+PER_ROW_SAMPLE = {"loopback": 100_000, "0.5ms": 20_000, "2ms": 5_000}  # users per per-row run, at most
 
 
-def connect() -> Any:
-    return MySQLdb.connect(charset="utf8mb4", **MYSQL_SETTINGS)
+@dataclass
+class Matrix:
+    servers: list[str]
+    sizes: list[int]
+    links: list[str]
+    reps: int
+    workdir: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+    progress: bool = True
+
+    def note(self, text: str) -> None:
+        if self.progress:
+            print(f"[bench] {time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
-def _uuids(n: int, rng: np.random.Generator) -> list[str]:
-    raw = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64).astype(np.uint64)
-    return [str(uuid.UUID(int=(int(a) << 64 | int(b)), version=4)) for a, b in raw]
+def _build_task(users: int, folder: Path) -> dict[str, Any]:
+    data.build(users, folder)
+    return {}
 
 
-def build(users: int, workdir: Path, seed: int = 7) -> dict[str, str]:
-    """Two tables restored from prod (prod subs) and the dev pool's frame (same people, dev subs)."""
-    rng = np.random.default_rng(seed)
-    ids, prod_subs, dev_subs = _uuids(users, rng), _uuids(users, rng), _uuids(users, rng)
-    emails = [f"user{n:07d}@example.com" for n in range(users)]
-    pool = pd.DataFrame(
-        {
-            "sub": dev_subs,
-            "username": dev_subs,
-            "email": emails,
-            "email_norm": emails,
-            "internal_user_id": ids,
-            "status": "CONFIRMED",
-            "enabled": True,
-            "email_verified": True,
-            "given_name": "Given",
-            "family_name": "Family",
-        }
-    )[POOL_COLUMNS]
-    pool_path = workdir / "pool.parquet"
-    pool.to_parquet(pool_path, index=False)
-    tables = {"ours": f"bench_users_{uuid.uuid4().hex[:8]}", "per_row": f"bench_users_{uuid.uuid4().hex[:8]}"}
-    db = connect()
-    cursor = db.cursor()
-    cursor.execute(schema_statement(MYSQL, tables["ours"]))
-    rows = list(zip(ids, prod_subs, emails, ["Given"] * users, ["Family"] * users, strict=True))
-    insert = statement("insert_user", MYSQL, tables["ours"])
-    for start in range(0, users, LOAD_BATCH):
-        cursor.executemany(insert, rows[start : start + LOAD_BATCH])
-        db.commit()
-    cursor.execute(f"CREATE TABLE `{tables['per_row']}` LIKE `{tables['ours']}`")
-    cursor.execute(f"INSERT INTO `{tables['per_row']}` SELECT * FROM `{tables['ours']}`")
-    db.commit()
-    db.close()
-    return {"pool": str(pool_path), **tables}
+def _load_task(server: PrivateMariaDB, table: str, population: Population) -> dict[str, Any]:
+    conn = server.connect_socket(local_infile=1)
+    try:
+        data.load_table(conn, table, population)
+    finally:
+        conn.close()
+    return {}
 
 
-def drop(tables: dict[str, str]) -> None:
-    db = connect()
-    for key in ("ours", "per_row"):
-        db.cursor().execute(f"DROP TABLE IF EXISTS `{tables[key]}`")
-    db.close()
+def _revert_task(server: PrivateMariaDB, table: str, population: Population, side: str, size: int) -> dict[str, Any]:
+    conn = server.connect_socket()
+    try:
+        return {"reverted": data.revert_sample(conn, table, population.sample_rows(side, size))}
+    finally:
+        conn.close()
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before.get(name, 0) for name in after}
 
 
-def case_sync(pool_path: str, table: str) -> dict[str, Any]:
-    """Our path, as the DAG runs it after extraction: read the table, plan, apply."""
-    pool = pd.read_parquet(pool_path)
-    started = time.perf_counter()
-    users = UsersTable(connect(), MYSQL, table, f"bench.{table}")
-    rows = users.read()
-    read = time.perf_counter()
-    plan = plan_changes(pool, rows, "keep")
-    planned = time.perf_counter()
-    result = users.apply(plan)
-    applied = time.perf_counter()
+def sync_case(server: PrivateMariaDB, settings: Any, population: Population, side: str, after_restore: bool) -> dict:
+    """extract, plan and apply with ``side``'s pool, each task in a process of its own."""
+    run = tasks.run_context(f"bench-{uuid.uuid4().hex[:12]}", after_restore)
+    load = os.getloadavg()[0]
+    try:
+        extract = tasks.in_child(tasks.extract_task, settings, run, str(population.pool(side)))
+        plan = tasks.in_child(tasks.plan_task, settings, run, extract["snapshot"])
+        before = servers.status(server)
+        apply = tasks.in_child(tasks.apply_task, settings, run, plan["planned"])
+        server_status = _delta(before, servers.status(server))
+    finally:
+        shutil.rmtree(Path(extract_folder(settings, run)), ignore_errors=True)
+    phases = {"read": extract["read"], "plan": plan["plan"], **{k: apply[k] for k in ("stage", "drift", "update")}}
     return {
-        "seconds": applied - started,
-        "read_s": read - started,
-        "plan_s": planned - read,
-        "apply_s": applied - planned,
-        "rows_written": result.rows_updated + result.rows_inserted,
-        "peak_mb": _peak_mb(),
+        **phases,
+        "report": plan["report"] + apply["report"],
+        "read_plan_apply": sum(phases.values()),
+        "tasks": {"extract": extract["task"], "plan": plan["task"], "apply": apply["task"]},
+        "all_tasks": extract["task"] + plan["task"] + apply["task"],
+        "peak_mb": {"extract": extract["peak_mb"], "plan": plan["peak_mb"], "apply": apply["peak_mb"]},
+        "max_peak_mb": max(extract["peak_mb"], plan["peak_mb"], apply["peak_mb"]),
+        "rows_written": apply["rows_written"],
+        "counts": plan["planned"].counts,
+        "refusals": plan["planned"].refusals,
+        "statements_sent": apply["statements_sent"],
+        "statements": apply["statements"],
+        "server_status": server_status,
+        "loadavg": [load, os.getloadavg()[0]],
     }
 
 
-def case_per_row(pool_path: str, table: str) -> dict[str, Any]:
-    """Today's helper: one UPDATE per user, by e-mail, parameterised, one commit at the end."""
-    pool = pd.read_parquet(pool_path, columns=["sub", "email"])
-    started = time.perf_counter()
-    db = connect()
-    cursor = db.cursor()
-    sql = f"UPDATE `{table}` SET CognitoID = %s WHERE Email = %s"
-    written = 0
-    for sub, email in pool.itertuples(index=False, name=None):
-        written += cursor.execute(sql, (sub, email))
-    db.commit()
-    db.close()
-    return {"seconds": time.perf_counter() - started, "rows_written": written, "peak_mb": _peak_mb()}
+def extract_folder(settings: Any, run: Any) -> str:
+    """The local folder of the run (snapshot_base is file://...)."""
+    return settings.snapshot_base.removeprefix("file://") + f"/{run.dag_id}"
 
 
-def run_case(case: str, pool_path: str, table: str) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, "-m", "bench.reconcile", case, pool_path, table],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def per_row_case(port: int, table: str, population: Population, side: str, size: int) -> dict[str, Any]:
+    load = os.getloadavg()[0]
+    result = tasks.in_child(tasks.per_row_task, port, table, population, side, size)
+    scale = population.users / size
+    return {
+        **result,
+        "sample": size,
+        "per_user_ms": result["seconds"] / size * 1000,
+        "all_users_seconds": result["seconds"] * scale,
+        "scaled": scale != 1,
+        "loadavg": [load, os.getloadavg()[0]],
+    }
 
 
-def run(users: int) -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
+def _product_reps(matrix: Matrix, server: PrivateMariaDB, table: str, population: Population, side: str, where: dict):
+    settings = tasks.settings_for(table, matrix.workdir / "runs")
+    for rep in range(matrix.reps):
+        servers.quiesce(server)
+        restore = sync_case(server, settings, population, other(side), after_restore=True)
+        side = other(side)
+        matrix.records.append({**where, "case": "post-restore", "rep": rep, **restore})
+        matrix.note(f"{where['link']}: post-restore {restore['read_plan_apply']:.1f}s, {restore['rows_written']} rows")
+        servers.quiesce(server)
+        nightly = sync_case(server, settings, population, side, after_restore=False)
+        matrix.records.append({**where, "case": "nightly", "rep": rep, **nightly})
+        matrix.note(f"{where['link']}: nightly {nightly['read_plan_apply']:.1f}s, {nightly['rows_written']} rows")
+    return side
+
+
+def _per_row_reps(
+    matrix: Matrix, server: PrivateMariaDB, port: int, table: str, population: Population, side: str, where: dict
+) -> None:
+    size = min(population.users, PER_ROW_SAMPLE[where["link"]])
+    sample_side = side
+    for rep in range(matrix.reps):
+        servers.quiesce(server)
+        result = per_row_case(port, table, population, other(sample_side), size)
+        sample_side = other(sample_side)
+        matrix.records.append({**where, "case": "per-row", "rep": rep, **result})
+        matrix.note(f"{where['link']}: per-row {size:,} users {result['seconds']:.1f}s")
+    if sample_side != side:
+        tasks.in_child(_revert_task, server, table, population, side, size)
+
+
+def run_server(matrix: Matrix, name: str, populations: dict[int, Population]) -> None:
+    with PrivateMariaDB(servers.SERVERS[name]) as server:
+        for users, population in populations.items():
+            table = f"bench_users_{users}"
+            started = time.perf_counter()
+            tasks.in_child(_load_task, server, table, population)
+            matrix.note(f"{name}: {users:,} rows loaded in {time.perf_counter() - started:.0f}s")
+            side = "prod"
+            for link_name in matrix.links:
+                with servers.link(server, servers.LINKS[link_name]) as link:
+                    tasks.set_connection(link["port"])
+                    where = {"server": name, "users": users, "link": link_name, "link_rtt": link}
+                    side = _product_reps(matrix, server, table, population, side, where)
+                    _per_row_reps(matrix, server, link["port"], table, population, side, where)
+            conn = servers.admin(server)
+            conn.cursor().execute(f"DROP TABLE `{table}`")
+            conn.close()
+
+
+def run(matrix: Matrix) -> list[dict[str, Any]]:
+    populations = {}
+    for users in matrix.sizes:
+        folder = matrix.workdir / f"population-{users}"
         started = time.perf_counter()
-        data = build(users, Path(tmp))
-        print(f"[bench] reconcile: {users:,} users loaded twice into MariaDB in {time.perf_counter() - started:.0f}s")
-        try:
-            restore = run_case("sync", data["pool"], data["ours"])
-            nightly = run_case("sync", data["pool"], data["ours"])
-            per_row = run_case("per_row", data["pool"], data["per_row"])
-        finally:
-            drop(data)
-    return [
-        {
-            "case": "post-restore (every CognitoID changes)",
-            **restore,
-            "per_row_ratio": per_row["seconds"] / restore["seconds"],
-        },
-        {"case": "nightly (nothing changes)", **nightly},
-        {"case": "per-row baseline: one UPDATE per user", **per_row},
-    ]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["sync", "per_row"])
-    parser.add_argument("pool")
-    parser.add_argument("table")
-    args = parser.parse_args()
-    result = (case_sync if args.case == "sync" else case_per_row)(args.pool, args.table)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
+        tasks.in_child(_build_task, users, folder)
+        populations[users] = Population(users, folder)
+        matrix.note(f"{users:,} users built in {time.perf_counter() - started:.0f}s")
+    for name in matrix.servers:
+        run_server(matrix, name, populations)
+    return matrix.records
