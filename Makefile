@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo demo-backfill test lint bench lock install clean
+E2E_STAMP := $(VENV)/.e2e-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: demo demo-backfill test e2e lint bench lock install clean
 
 install: $(STAMP)
 
@@ -34,15 +36,28 @@ bench: install
 	scripts/ensure-mariadb.sh
 	$(BIN)/python -m bench
 
-# Re-resolve the lock from requirements-dev.txt (PyPI only). uv is used just for resolving.
+# A real deployment on this machine (PostgreSQL, Redis, Celery with two workers, every Airflow
+# component, moto, MariaDB), driven through the REST API and Chromium: scripts/e2e/run.sh.
+e2e: $(E2E_STAMP)
+	scripts/ensure-mariadb.sh
+	scripts/e2e/run.sh
+
+$(E2E_STAMP): $(STAMP) requirements-deploy.txt requirements-e2e.txt
+	scripts/e2e/system-deps.sh
+	$(BIN)/python -m pip install --quiet -r requirements-e2e.txt -c constraints.txt
+	rm -f $(VENV)/.e2e-*
+	touch $@
+
+# Re-resolve the lock from requirements-dev.txt and requirements-e2e.txt (PyPI only). uv is used just for resolving.
 lock: install
 	$(BIN)/python -m pip install --quiet "uv==0.13.8"
-	$(BIN)/uv pip compile requirements-dev.txt --python-version 3.11 --no-header --no-annotate -o constraints.txt.new
-	(echo "# Full lock of requirements-dev.txt for Python 3.11, from PyPI only. Regenerate with: make lock"; \
+	$(BIN)/uv pip compile requirements-dev.txt requirements-e2e.txt --python-version 3.11 --no-header --no-annotate \
+	  -o constraints.txt.new
+	(echo "# Full lock of requirements-dev.txt and requirements-e2e.txt (deployment extras) for Python 3.11, from PyPI only. Regenerate with: make lock"; \
 	  cat constraints.txt.new) > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) .demo .demo-backfill .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .demo .demo-backfill .e2e .pytest_cache .ruff_cache .hypothesis
 
 demo-backfill: install
 	$(BIN)/python -m devtools.demo_backfill

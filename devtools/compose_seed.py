@@ -1,12 +1,13 @@
 """docker-compose's one-shot seed: the demo's pools in the moto container, and MySQL tables.
 
-Writes the environments file the Airflow container reads ($COGNITO_SYNC_CONFIG) and prints
-the connections to give Airflow (the compose file already sets the same ones).
+Writes the environments file the Airflow services read ($COGNITO_SYNC_CONFIG). `make e2e`
+seeds its MariaDB databases with the same ``mysql_restorer``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import MySQLdb
@@ -17,33 +18,43 @@ from devtools.local_airflow import mysql_connection
 from devtools.population import Person
 from identity_sync.sql import MYSQL, schema_statement, statement
 
-MYSQL_HOST = os.environ.get("SEED_MYSQL_HOST", "mysql")
-MYSQL_PORT = int(os.environ.get("SEED_MYSQL_PORT", "3306"))
-MYSQL_USER = os.environ.get("SEED_MYSQL_USER", "root")
-MYSQL_PASSWORD = os.environ["SEED_MYSQL_PASSWORD"]
 
+def mysql_restorer(
+    host: str, port: int, user: str, password: str, database_prefix: str
+) -> Callable[[str, list[Person], list[str]], str]:
+    """``restore_table`` for ``devtools.demo.seed``: database ``<prefix><environment>`` made anew
+    holding prod's rows (what a restore leaves); returns the Airflow connection to it."""
 
-def mysql_table(environment: str, people: list[Person], subs: list[str]) -> str:
-    database = f"users_{environment}"
-    connection = MySQLdb.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password=MYSQL_PASSWORD)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")  # fixed names: users_dev, users_qa, users_prod
-        cursor.execute(f"CREATE DATABASE `{database}` DEFAULT CHARSET utf8mb4")
-        cursor.execute(f"USE `{database}`")
-        cursor.execute(schema_statement(MYSQL, "Users"))
-        cursor.executemany(
-            statement("insert_user", MYSQL, "Users"),
-            [(p.internal_id, sub, p.email, p.given_name, p.family_name) for p, sub in zip(people, subs, strict=True)],
-        )
-        connection.commit()
-    finally:
-        connection.close()
-    return mysql_connection(MYSQL_HOST, MYSQL_PORT, database, MYSQL_USER, MYSQL_PASSWORD)
+    def restore(environment: str, people: list[Person], subs: list[str]) -> str:
+        database = MYSQL.identifier(f"{database_prefix}{environment}")
+        connection = MySQLdb.connect(host=host, port=port, user=user, password=password)
+        try:
+            cursor = connection.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")  # validated, quoted identifier
+            cursor.execute(f"CREATE DATABASE {database} DEFAULT CHARSET utf8mb4")
+            cursor.execute(f"USE {database}")
+            cursor.execute(schema_statement(MYSQL, "Users"))
+            cursor.executemany(
+                statement("insert_user", MYSQL, "Users"),
+                [(p.internal_id, s, p.email, p.given_name, p.family_name) for p, s in zip(people, subs, strict=True)],
+            )
+            connection.commit()
+        finally:
+            connection.close()
+        return mysql_connection(host, port, f"{database_prefix}{environment}", user, password)
+
+    return restore
 
 
 def main() -> None:
-    seeded = seed(os.environ["SEED_COGNITO_ENDPOINT"], mysql_table)
+    restore = mysql_restorer(
+        os.environ.get("SEED_MYSQL_HOST", "mysql"),
+        int(os.environ.get("SEED_MYSQL_PORT", "3306")),
+        os.environ.get("SEED_MYSQL_USER", "root"),
+        os.environ["SEED_MYSQL_PASSWORD"],
+        os.environ.get("SEED_MYSQL_DATABASE_PREFIX", "users_"),
+    )
+    seeded = seed(os.environ["SEED_COGNITO_ENDPOINT"], restore)
     config = Path(os.environ["COGNITO_SYNC_CONFIG"])
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"environments": seeded["environments"]}))

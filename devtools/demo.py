@@ -39,7 +39,9 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def seed(endpoint: str, restore_table: Callable[[str, list[Person], list[str]], str]) -> dict[str, Any]:
+def seed(
+    endpoint: str, restore_table: Callable[[str, list[Person], list[str]], str], prod_users: int = 2500
+) -> dict[str, Any]:
     """Create the three pools, and each environment's table from prod's rows (what a restore leaves).
 
     ``restore_table(environment, people, subs)`` writes one table and returns the Airflow
@@ -47,7 +49,7 @@ def seed(endpoint: str, restore_table: Callable[[str, list[Person], list[str]], 
     counts a correct sync of dev reports.
     """
     client = aws_client("cognito-idp", endpoint)
-    scenario = build_scenario()
+    scenario = build_scenario(prod_users)
     pools = {name: create_pool(client, f"demo-{name}") for name in ("prod", "dev", "qa")}
     started = time.monotonic()
     members = {"prod": scenario.prod_users(), "dev": scenario.dev_users, "qa": scenario.qa_users}

@@ -1,0 +1,1 @@
+"""`make e2e`: a real Airflow deployment on this machine, started, driven and stopped by tests/e2e."""
