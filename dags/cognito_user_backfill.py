@@ -5,25 +5,25 @@ One-off: gives every existing user an `InternalUserID`, in the `Users` table and
 Cognito attribute `custom:internal_user_id` of each environment's pool, so that
 `cognito_user_sync` can link them.
 
-**Steps, per environment:** `prepare` reads the pool's schema and users and the table,
-checks the schema (migrations `include/sql/migrations/V*__*.sql`), and decides every
-refusal before any write; then, unless `dry_run`, applies the migrations (only with
-`apply_migration`), gives rows without an id a random UUID, adds the attribute to the
-pool if missing (mutable String, 36 characters), and plans the writes. `write_chunk`
-(mapped, at most 4 at once, each at `rate / 4`) writes the attribute where it is
-missing (AdminUpdateUserAttributes) and, with `create_missing_users`, creates the
-users a lower pool lacks (AdminCreateUser, no invitation, id set at creation).
-`verify` re-lists each pool and reports the share of users carrying a valid id.
+**Steps:** `inspect` (per environment, read only: the pool's schema and users, the
+table's schema and rows, and the plan: writes, creations, billable MAU) → `review`
+(every refusal for every environment, before anything is written; the summary to
+approve) → `approval` (waits in *Required Actions* for Approve/Reject, unless
+`dry_run` or `approved`) → `prerequisites` (migrations with `apply_migration`, a
+random UUID for each row without one, the pool attribute if missing, and a check that
+no app client may write it) → `plan_writes` → `write_chunk` (mapped, at most 4 at once,
+each at `rate / 4`; rows re-read just before they are written; resumable) → `verify`
+(the share of pool users carrying a valid id) → `report`.
 
-**Never:** overwrites a user's different id (reported as a conflict); writes to an
-immutable attribute (refused up front, with what to do); creates users in a
-`protected` environment (refused at once).
+**Never:** overwrites a user's different id (a conflict); links by e-mail a user whose
+e-mail is not verified, or who is not CONFIRMED or is disabled; writes an immutable
+attribute (refused up front); creates users in a `protected` environment.
 
-**Params:** `environments`, `dry_run` (default **true**: reports what would be written,
-including the users that would become billable MAU, and changes nothing anywhere),
-`apply_migration`, `create_missing_users`, `rate` (writes per second, at most 25).
+**Reject, or no answer within 12 h:** nothing is written, and `report` says so.
 
-Safe to run again: a run that died half way skips what is done.
+Files per environment: `<snapshot_base>/cognito_user_backfill/<run>/<env>/`
+(`backfill_plan.csv`, `backfill_issues.csv`, `backfill_changes.csv`,
+`backfill_write_issues.csv`, `backfill_summary.json`). Safe to run again.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 
-from identity_sync import backfill_steps, schedule, sync
+from identity_sync import backfill_steps, schedule
+from identity_sync.approval import WriteApproval, approval_outcome
+from identity_sync.backfill_records import Chunk, ChunkOutcome, Coverage, Inspection, Prerequisites
+from identity_sync.backfill_report import report_environment
 from identity_sync.config import load_settings
-from identity_sync.params import environments_param
+from identity_sync.params import environments_param, flag_param, number_param, selected_names
 from identity_sync.ratelimit import QUOTAS
 from identity_sync.report import RunFiles
 
@@ -53,64 +56,118 @@ SETTINGS = load_settings()
     tags=["cognito", "identity", "one-off"],
     params={
         "environments": environments_param(SETTINGS, "backfill"),
-        "dry_run": Param(True, type="boolean", description="Report what would be written; change nothing anywhere."),
-        "apply_migration": Param(
-            False, type="boolean", description="Add the InternalUserID column and index if missing."
+        "dry_run": flag_param(
+            True,
+            "Read both sides and write the plan (writes, creations, billable MAU); change nothing anywhere.",
+            title="Dry run",
         ),
-        "create_missing_users": Param(
-            False, type="boolean", description="Create users missing from a lower pool (refused for protected ones)."
+        "approved": flag_param(
+            False,
+            "Write without waiting for a person's approval in Required Actions (for automation that has reviewed a "
+            "dry run).",
+            title="Approved beforehand",
         ),
-        "rate": Param(
+        "apply_migration": flag_param(
+            False,
+            "Add the InternalUserID column and its unique index (include/sql/migrations) if the table lacks them; "
+            "otherwise the run refuses, naming the script.",
+            title="Apply the migrations",
+        ),
+        "create_missing_users": flag_param(
+            False,
+            "Create the users a lower environment's pool lacks (AdminCreateUser, no invitation, the row's id set "
+            "at creation). Refused for protected environments.",
+            title="Create missing users",
+        ),
+        "rate": number_param(
             schedule.DEFAULT_WRITE_RATE,
-            type="number",
-            exclusiveMinimum=0,
+            "Cognito writes per second for the whole run; at most the account's AdminUpdateUserAttributes quota.",
+            title="Writes per second",
+            minimum=0,
             maximum=QUOTAS["AdminUpdateUserAttributes"],
-            description="Cognito writes per second for the whole run.",
         ),
     },
 )
 def cognito_user_backfill() -> None:
     @task
     def environments(params: dict[str, Any]) -> list[str]:
-        settings = load_settings()
-        names = sync.select_environments(settings, params["environments"])
-        backfill_steps.refuse_protected_creation(settings, names, params["create_missing_users"])
-        return names
+        requested = selected_names(params["environments"])
+        return backfill_steps.select_environments(load_settings(), requested, params["create_missing_users"])
 
     @task(pool=schedule.LIST_USERS_POOL, map_index_template="{{ task.op_kwargs['environment'] }}")
-    def prepare(environment: str, params: dict[str, Any]) -> dict[str, Any]:
-        settings = load_settings()
-        context = get_current_context()
-        return backfill_steps.prepare_step(
-            settings,
+    def inspect(environment: str, params: dict[str, Any]) -> Inspection:
+        return backfill_steps.inspect_step(
+            load_settings(),
             environment,
-            RunFiles.for_run(settings.snapshot_base, context["dag"].dag_id, context["run_id"], environment),
-            dry_run=params["dry_run"],
-            apply_migration=params["apply_migration"],
+            RunFiles.for_context(environment),
             create_missing=params["create_missing_users"],
-            slots=schedule.WRITE_SLOTS,
         )
 
     @task
-    def chunks(prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [chunk for summary in prepared[:] for chunk in summary["chunks"]]
+    def review(inspections: list[Inspection], params: dict[str, Any]) -> Any:
+        return backfill_steps.review_step(
+            load_settings(),
+            list(inspections),
+            dry_run=params["dry_run"],
+            apply_migration=params["apply_migration"],
+            approved=params["approved"],
+        )
+
+    @task(map_index_template="{{ task.op_kwargs['inspection'].environment }}")
+    def prerequisites(inspection: Inspection, params: dict[str, Any]) -> Prerequisites:
+        return backfill_steps.prerequisites_step(load_settings(), inspection, apply_migration=params["apply_migration"])
+
+    @task(map_index_template="{{ task.op_kwargs['prepared'].environment }}")
+    def plan_writes(prepared: Prerequisites, params: dict[str, Any]) -> list[Chunk]:
+        return backfill_steps.plan_writes_step(
+            load_settings(), prepared, create_missing=params["create_missing_users"], slots=schedule.WRITE_SLOTS
+        )
+
+    @task
+    def chunks(planned: list[list[Chunk]]) -> list[Chunk]:
+        return [chunk for part in planned for chunk in part]
 
     @task(
         max_active_tis_per_dagrun=schedule.WRITE_SLOTS,
-        map_index_template="{{ task.op_kwargs['chunk']['environment'] }} {{ task.op_kwargs['chunk']['kind'] }}s "
-        "{{ task.op_kwargs['chunk']['part'] }}",
+        map_index_template="{{ task.op_kwargs['chunk'].label }}",
     )
-    def write_chunk(chunk: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    def write_chunk(chunk: Chunk, params: dict[str, Any]) -> ChunkOutcome:
         return backfill_steps.write_chunk_step(load_settings(), chunk, rate=params["rate"], slots=schedule.WRITE_SLOTS)
 
     @task(pool=schedule.LIST_USERS_POOL, trigger_rule=TriggerRule.NONE_FAILED)
-    def verify(names: list[str], written: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def verify(names: list[str], written: list[ChunkOutcome] | None, params: dict[str, Any]) -> list[Coverage]:
+        if params["dry_run"]:
+            return []
         settings = load_settings()
         return [backfill_steps.verify_step(settings, name) for name in names]
 
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def report(
+        inspections: list[Inspection],
+        planned: list[Chunk] | None,
+        written: list[ChunkOutcome] | None,
+        coverages: list[Coverage],
+        params: dict[str, Any],
+    ) -> dict[str, dict[str, int]]:
+        ti = get_current_context()["ti"]
+        outcome = "dry run: nothing written" if params["dry_run"] else approval_outcome(ti.xcom_pull("approval"))
+        mode = {"dry_run": params["dry_run"], "outcome": outcome, "params": dict(params)}
+        by_env = {c.environment: c for c in coverages}
+        summaries = [
+            report_environment(i, list(planned or []), list(written or []), by_env.get(i.environment), mode)
+            for i in inspections
+        ]
+        return {s["environment"]: s["written"] for s in summaries}
+
     names = environments()
-    prepared = prepare.expand(environment=names)
-    verify(names, write_chunk.expand(chunk=chunks(prepared)))
+    inspected = inspect.expand(environment=names)
+    approval = WriteApproval(task_id="approval", request_task_id="review")
+    review(inspected) >> approval
+    prepared = prerequisites.expand(inspection=inspected)
+    approval >> prepared
+    planned = chunks(plan_writes.expand(prepared=prepared))
+    written = write_chunk.expand(chunk=planned)
+    report(inspected, planned, written, verify(names, written))
 
 
 cognito_user_backfill()

@@ -1,34 +1,39 @@
-"""The backfill: which pool users get which InternalUserID (pure), and the paced writes.
+"""The backfill's plan: which pool users get which InternalUserID, and which rows get a user. Pure.
 
 A user is linked to a row by its sub (``CognitoID``) first, then by a unique
-case-insensitive e-mail. The attribute is written only where it is missing: a user
-that carries another id is a conflict and is never overwritten, because every write is
-final in practice (and each one makes the user a billable MAU this month).
+case-insensitive e-mail, and only a user whose e-mail proves something (enabled,
+CONFIRMED or external-provider, ``email_verified``) is ever linked by e-mail. The
+attribute is written only where it is missing: a user that carries another id is a
+conflict and is never overwritten, because every write is final in practice (and each
+one makes the user a billable MAU this month).
+
+The plan runs in named stages on one normalised pair of frames: link users to rows,
+classify each user, then account for the rows no user stands for. Each stage adds to
+one list of issues.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from botocore.exceptions import ClientError
 
-from identity_sync.cognito import CognitoHook
-from identity_sync.identity import member_of, new_internal_id, normalise_emails, normalise_internal_ids
-from identity_sync.ratelimit import RateLimiter
+from identity_sync.identity import member_of, new_internal_id, normalise_internal_ids
+from identity_sync.matching import normalise
 
 log = logging.getLogger(__name__)
 
 BACKFILL_CATEGORIES = ("write", "create", "done", "missing_user", "unlinked", "conflict")
-WRITE_COLUMNS = ["sub", "username", "UserID", "InternalUserID", "matched_by"]
-CREATE_COLUMNS = ["UserID", "InternalUserID", "Email", "FirstName", "LastName"]
-ISSUE_COLUMNS = ["sub", "username", "UserID", "InternalUserID", "category", "reason"]
+# A chunk carries what the write re-checks (the link and the row's keys); the change report leaves those out.
+WRITE_COLUMNS = ["sub", "username", "UserID", "InternalUserID", "matched_by", "email_norm"]
+CREATE_COLUMNS = ["UserID", "InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
+BACKFILL_ISSUE_COLUMNS = ["sub", "username", "UserID", "InternalUserID", "category", "reason"]
 
-REASON = {
+BACKFILL_REASON = {
     "write": "attribute missing; its row's id is written",
     "done": "already carries its row's InternalUserID",
     "different_id": "user carries another InternalUserID than its row: never overwritten",
@@ -39,6 +44,7 @@ REASON = {
     "row_claimed": "e-mail matches a row that another pool user matches by sub",
     "pool_email_shared": "e-mail shared by several pool users",
     "row_email_shared": "e-mail matches several rows",
+    "email_refused": "e-mail matches a row, but only a verified, confirmed, enabled user is linked by e-mail: ",
     "no_row": "no row with this sub or e-mail",
     "unknown_id": "carries an InternalUserID that no row has",
     "no_user": "row has no user in the pool",
@@ -49,9 +55,9 @@ REASON = {
 
 @dataclass
 class BackfillPlan:
-    writes: pd.DataFrame  # AdminUpdateUserAttributes, one per user
-    creates: pd.DataFrame  # AdminCreateUser, one per row
-    issues: pd.DataFrame
+    writes: pd.DataFrame  # AdminUpdateUserAttributes, one per user (WRITE_COLUMNS)
+    creates: pd.DataFrame  # AdminCreateUser, one per row (CREATE_COLUMNS)
+    issues: pd.DataFrame  # BACKFILL_ISSUE_COLUMNS
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -68,97 +74,116 @@ def simulate_missing_ids(table: pd.DataFrame) -> pd.DataFrame:
     return filled
 
 
-def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bool) -> BackfillPlan:
-    """Pool users x rows (every row has an id) -> what to write, create and report."""
-    p = pool.reset_index(drop=True).copy()
-    raw = p["internal_user_id"].astype("string").str.strip()
-    p["has_attr"] = raw.notna() & (raw != "")
-    p["iid"] = normalise_internal_ids(raw)
-    p["email_norm"] = normalise_emails(p["email"])
-    t = table.reset_index(drop=True).copy()
-    t["iid"] = normalise_internal_ids(t["InternalUserID"])
-    t["email_norm"] = normalise_emails(t["Email"])
-
-    # Row of each pool user: by sub, else by a unique e-mail.
+def _link_users(p: pd.DataFrame, t: pd.DataFrame) -> pd.DataFrame:
+    """Stage 1: each user's row, by sub, else by a unique e-mail of a user allowed to link by e-mail."""
     by_sub = p["sub"].map(t.dropna(subset=["CognitoID"]).set_index("CognitoID")["UserID"])
-    pool_email_shared = p["email_norm"].notna() & p["email_norm"].duplicated(keep=False)
     rows_per_email = t["email_norm"].value_counts()
-    email_rows = p["email_norm"].map(rows_per_email).fillna(0).astype(int)
+    p["email_rows"] = p["email_norm"].map(rows_per_email).fillna(0).astype(int)
     unique_email_row = t[t["email_norm"].map(rows_per_email) == 1].set_index("email_norm")["UserID"]
-    by_email = p["email_norm"].map(unique_email_row).where(~pool_email_shared & by_sub.isna())
-    claimed_by_sub = set(by_sub.dropna())
-    row_claimed = member_of(by_email, claimed_by_sub)
-    by_email = by_email.where(~row_claimed)
+    by_email = p["email_norm"].map(unique_email_row).where(~p["pool_email_shared"] & by_sub.isna())
+    p["row_claimed"] = member_of(by_email, set(by_sub.dropna()))
+    p["email_refusal"] = p["email_refusal"].where(by_email.notna() & ~p["row_claimed"])
+    by_email = by_email.where(~p["row_claimed"] & p["email_refusal"].isna())
     p["UserID"] = by_sub.fillna(by_email).astype("Int64")
     p["matched_by"] = pd.Series("sub", index=p.index).where(by_sub.notna(), "e-mail").where(p["UserID"].notna())
-    p = p.merge(t[["UserID", "iid"]].rename(columns={"iid": "row_iid"}), on="UserID", how="left")
+    return p.merge(t[["UserID", "iid"]].rename(columns={"iid": "row_iid"}), on="UserID", how="left")
 
+
+def _classify_users(p: pd.DataFrame, t: pd.DataFrame) -> pd.Series:
+    """Stage 2: each user's BACKFILL_REASON key; the first rule that applies wins."""
     id_shared = p["iid"].notna() & p["iid"].duplicated(keep=False)
     carried = set(p["iid"].dropna())
     matched = p["UserID"].notna()
-    reason = pd.Series(pd.NA, index=p.index, dtype="string")
-    category = pd.Series(pd.NA, index=p.index, dtype="string")
-
-    def decide(mask: pd.Series, cat: str, why: str) -> None:
-        free = mask & category.isna()
-        category[free] = cat
-        reason[free] = REASON[why]
-
-    decide(p["has_attr"] & p["iid"].isna(), "conflict", "invalid_id")
-    decide(id_shared, "conflict", "shared_id")
-    decide(matched & p["has_attr"] & p["iid"].eq(p["row_iid"]).fillna(False), "done", "done")
-    decide(matched & p["has_attr"], "conflict", "different_id")
-    decide(matched & p["row_iid"].isna(), "conflict", "row_invalid_id")
-    decide(matched & member_of(p["row_iid"], carried), "conflict", "id_taken")
-    decide(matched, "write", "write")
-    decide(p["has_attr"] & member_of(p["iid"], t["iid"]), "done", "done")
-    decide(p["has_attr"], "unlinked", "unknown_id")
-    decide(row_claimed.reindex(p.index, fill_value=False), "conflict", "row_claimed")
-    decide(pool_email_shared, "conflict", "pool_email_shared")
-    decide(email_rows > 1, "conflict", "row_email_shared")
-    decide(pd.Series(True, index=p.index), "unlinked", "no_row")
-
-    writes = p[category == "write"].assign(InternalUserID=lambda f: f["row_iid"])[WRITE_COLUMNS]
-    reported = category.isin(["conflict", "unlinked"])
-    issues = p[reported].assign(InternalUserID=raw[reported], category=category[reported], reason=reason[reported])[
-        ISSUE_COLUMNS
+    has_attr = p["has_attr"]
+    rules = [
+        (has_attr & p["iid"].isna(), "invalid_id"),
+        (id_shared, "shared_id"),
+        (matched & has_attr & p["iid"].eq(p["row_iid"]).fillna(False), "done"),
+        (matched & has_attr, "different_id"),
+        (matched & p["row_iid"].isna(), "row_invalid_id"),
+        (matched & member_of(p["row_iid"], carried), "id_taken"),
+        (matched, "write"),
+        (has_attr & member_of(p["iid"], t["iid"]), "done"),
+        (has_attr, "unknown_id"),
+        (p["row_claimed"], "row_claimed"),
+        (p["pool_email_shared"], "pool_email_shared"),
+        (p["email_rows"] > 1, "row_email_shared"),
     ]
+    why = pd.Series(pd.NA, index=p.index, dtype="string")
+    for mask, reason in rules:
+        why = why.mask(why.isna() & mask.fillna(False).astype(bool), reason)
+    why = why.mask(why.isna() & p["email_refusal"].notna(), "email_refused")
+    return why.fillna("no_row")
 
-    # Rows that no pool user stands for, by sub, e-mail or id.
+
+USER_CATEGORY = {"write": "write", "done": "done"} | dict.fromkeys(
+    ("no_row", "unknown_id", "email_refused"), "unlinked"
+)
+
+
+def _user_issues(p: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
+    category = why.map(lambda key: USER_CATEGORY.get(key, "conflict")).astype("string")
+    reported = category.isin(["conflict", "unlinked"])
+    reason = why.map(BACKFILL_REASON).astype("string")
+    reason = reason.mask(why == "email_refused", reason + p["email_refusal"])
+    return pd.DataFrame(
+        {
+            "sub": p.loc[reported, "sub"].values,
+            "username": p.loc[reported, "username"].values,
+            "UserID": p.loc[reported, "UserID"].values,
+            "InternalUserID": p.loc[reported, "raw_id"].values,
+            "category": category[reported].values,
+            "reason": reason[reported].values,
+        }
+    )
+
+
+def _missing_users(rows: pd.DataFrame, why: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sub": pd.NA,
+            "username": pd.NA,
+            "UserID": rows["UserID"].values,
+            "InternalUserID": rows["InternalUserID"].values,
+            "category": "missing_user",
+            "reason": BACKFILL_REASON[why],
+        }
+    )
+
+
+def _orphan_rows(p: pd.DataFrame, t: pd.DataFrame, create_missing: bool) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Stage 3: rows that no pool user stands for (by sub, e-mail or id): created, or reported."""
+    carried = set(p["iid"].dropna())
     represented = set(p["UserID"].dropna()) | set(t.loc[member_of(t["iid"], carried), "UserID"])
     orphans = t[~t["UserID"].isin(represented)]
-    pool_emails = set(p["email_norm"].dropna())
     invalid_id = orphans["iid"].isna()
     no_email = orphans["email_norm"].isna() & ~invalid_id
-    email_taken = member_of(orphans["email_norm"], pool_emails) & ~no_email & ~invalid_id
+    email_taken = member_of(orphans["email_norm"], set(p["email_norm"].dropna())) & ~no_email & ~invalid_id
     creatable = orphans[~invalid_id & ~no_email & ~email_taken]
-
-    def missing(rows: pd.DataFrame, why: str) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "sub": pd.NA,
-                "username": pd.NA,
-                "UserID": rows["UserID"].values,
-                "InternalUserID": rows["InternalUserID"].values,
-                "category": "missing_user",
-                "reason": REASON[why],
-            }
-        )
-
-    orphan_issues = [
-        missing(orphans[mask], why)
+    issues = [
+        _missing_users(orphans[mask], why)
         for mask, why in ((invalid_id, "row_invalid_id"), (no_email, "no_email"), (email_taken, "email_taken"))
     ]
     if not create_missing:
-        orphan_issues.append(missing(creatable, "no_user"))
+        issues.append(_missing_users(creatable, "no_user"))
         creatable = creatable.iloc[0:0]
-    creates = creatable.assign(InternalUserID=creatable["iid"])[CREATE_COLUMNS]
-    issues = pd.concat([issues, *[o for o in orphan_issues if len(o)]], ignore_index=True)
+    return creatable.assign(InternalUserID=creatable["iid"])[CREATE_COLUMNS], issues
+
+
+def plan_backfill(pool: pd.DataFrame, table: pd.DataFrame, *, create_missing: bool) -> BackfillPlan:
+    """Pool users x rows (every row has an id) -> what to write, create and report."""
+    p, t = normalise(pool, table)
+    p = _link_users(p, t)
+    why = _classify_users(p, t)
+    writes = p[why == "write"].assign(InternalUserID=lambda f: f["row_iid"])[WRITE_COLUMNS]
+    creates, row_issues = _orphan_rows(p, t, create_missing)
+    parts = [frame for frame in (_user_issues(p, why), *row_issues) if len(frame)]
+    issues = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BACKFILL_ISSUE_COLUMNS)
 
     counts = dict.fromkeys(BACKFILL_CATEGORIES, 0)
-    counts.update({str(k): int(v) for k, v in category.value_counts().items()})
-    counts["create"] = len(creates)
-    counts["missing_user"] = int((issues["category"] == "missing_user").sum())
+    counts.update({str(k): int(v) for k, v in issues["category"].value_counts().items()})
+    counts["write"], counts["create"] = len(writes), len(creates)
+    counts["done"] = int((why == "done").sum())
     return BackfillPlan(
         writes=writes.reset_index(drop=True), creates=creates.reset_index(drop=True), issues=issues, counts=counts
     )
@@ -193,67 +218,6 @@ class Progress:
         rate = self.done / elapsed
         eta = f"{(self.total - self.done) / rate:.0f}s" if rate else "unknown"
         return f"{self.label}: {self.done}/{self.total} done, {rate:.1f}/s, ETA {eta}"
-
-
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
-def _paced_calls(
-    rows: Iterable[tuple[Any, ...]],
-    call: Callable[..., Any],
-    tolerated: str,
-    outcomes: tuple[str, str],
-    limiter: RateLimiter,
-    progress: Progress,
-) -> dict[str, int]:
-    """One call per row at the limiter's pace; ``tolerated`` (an error code) counts as done by someone else."""
-    done, skipped = outcomes
-    outcome = {done: 0, skipped: 0}
-    for row in rows:
-        limiter.acquire()
-        try:
-            call(*row)
-            outcome[done] += 1
-        except ClientError as exc:
-            if _error_code(exc) != tolerated:
-                raise
-            outcome[skipped] += 1
-        progress.step()
-    return outcome
-
-
-def write_attributes(
-    hook: CognitoHook, user_pool_id: str, attribute: str, writes: pd.DataFrame, limiter: RateLimiter, label: str
-) -> dict[str, int]:
-    """AdminUpdateUserAttributes for each planned write, paced; a user deleted meanwhile is skipped."""
-    rows = writes[["username", "InternalUserID"]].itertuples(index=False, name=None)
-    return _paced_calls(
-        rows,
-        lambda username, internal_id: hook.set_attribute(user_pool_id, username, attribute, internal_id),
-        "UserNotFoundException",
-        ("written", "user_gone"),
-        limiter,
-        Progress(label, len(writes)),
-    )
-
-
-def create_users(
-    hook: CognitoHook, user_pool_id: str, attribute: str, creates: pd.DataFrame, limiter: RateLimiter, label: str
-) -> dict[str, int]:
-    """AdminCreateUser (no invitation) with the id set at creation; a user created by an earlier try is skipped."""
-
-    def create(email: str, internal_id: str, given: Any, family: Any) -> None:
-        attributes = {"email": email, attribute: internal_id}
-        for name, value in (("given_name", given), ("family_name", family)):
-            if isinstance(value, str) and value:
-                attributes[name] = value
-        hook.create_user(user_pool_id, email, attributes)
-
-    rows = creates[["Email", "InternalUserID", "FirstName", "LastName"]].itertuples(index=False, name=None)
-    return _paced_calls(
-        rows, create, "UsernameExistsException", ("created", "already_exists"), limiter, Progress(label, len(creates))
-    )
 
 
 def id_coverage(pool: pd.DataFrame) -> dict[str, Any]:

@@ -12,7 +12,6 @@ step that enforces it.
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,16 +27,26 @@ from devtools.emulator import aws_client
 from devtools.local_airflow import aws_connection, connection_variable, mysql_connection, sqlite_connection
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from devtools.strict_cognito import StrictCognitoProxy
-from identity_sync.backfill import REASON, write_attributes
-from identity_sync.backfill_steps import prepare_step, refuse_protected_creation, verify_step, write_chunk_step
+from identity_sync.backfill import BACKFILL_REASON as REASON
+from identity_sync.backfill_records import ChunkOutcome
+from identity_sync.backfill_steps import (
+    inspect_step,
+    plan_writes_step,
+    prerequisites_step,
+    refusals,
+    review_step,
+    select_environments,
+    verify_step,
+    write_chunk_step,
+)
 from identity_sync.cognito import CognitoHook, user_attributes
 from identity_sync.config import SNAPSHOT_BASE_ENV_VAR, Settings, load_settings, parse_settings
+from identity_sync.guards import RefusedError
 from identity_sync.migrations import MIGRATIONS, pending_migrations
-from identity_sync.ratelimit import QUOTAS, RateLimiter
-from identity_sync.report import RunFiles
+from identity_sync.ratelimit import QUOTAS
+from identity_sync.report import RunFiles, read_csv_gz
 from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
 from identity_sync.sql import MYSQL, SQLITE, Dialect, migration_statements, schema_statement, statement
-from identity_sync.guards import RefusedError
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
 WRITE = "AdminUpdateUserAttributes"
@@ -209,23 +218,42 @@ def files(settings: Settings, env: str, run: str) -> RunFiles:
     return RunFiles.for_run(settings.snapshot_base, "cognito_user_backfill", run, env)
 
 
-def prepare(settings: Settings, env: str, run: str = "run-1", **options: Any) -> dict[str, Any]:
-    kwargs = {"dry_run": False, "apply_migration": True, "create_missing": False, "slots": 1} | options
-    return prepare_step(settings, env, files(settings, env, run), **kwargs)
+def prepare(
+    settings: Settings,
+    env: str,
+    run: str = "run-1",
+    *,
+    dry_run: bool = False,
+    apply_migration: bool = True,
+    create_missing: bool = False,
+    slots: int = 1,
+) -> dict[str, Any]:
+    """The steps before the writes, as the DAG runs them (approved beforehand); their records as one dict."""
+    inspection = inspect_step(settings, env, files(settings, env, run), create_missing=create_missing)
+    review_step(settings, [inspection], dry_run=dry_run, apply_migration=apply_migration, approved=True)
+    summary = {**inspection.__dict__, "refusals": refusals(settings, inspection, apply_migration), "chunks": []}
+    if dry_run:
+        return summary
+    prepared = prerequisites_step(settings, inspection, apply_migration=apply_migration)
+    chunks = plan_writes_step(settings, prepared, create_missing=create_missing, slots=slots)
+    return summary | {"ids_assigned": prepared.ids_assigned, "chunks": chunks}
 
 
-def write_all(settings: Settings, summary: dict[str, Any], slots: int = 1) -> list[dict[str, Any]]:
+def write_all(settings: Settings, summary: dict[str, Any], slots: int = 1) -> list[ChunkOutcome]:
     return [write_chunk_step(settings, chunk, rate=RATE, slots=slots) for chunk in summary["chunks"]]
 
 
 def report(settings: Settings, env: str, name: str, run: str = "run-1") -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(files(settings, env, run).read_text(name)))
+    """A .csv.gz report of the run, every value as text."""
+    return read_csv_gz(files(settings, env, run), name)
 
 
 def issues_by(settings: Settings, env: str, key: str, run: str = "run-1") -> dict[Any, tuple[str, str]]:
-    issues = report(settings, env, "backfill_issues.csv", run)
+    issues = report(settings, env, "backfill_issues.csv.gz", run)
     issues = issues[issues["category"].isin(["conflict", "unlinked", "missing_user"])]
-    return {k: (c, r) for k, c, r in issues[[key, "category", "reason"]].itertuples(index=False, name=None)}
+    issues = issues[issues[key] != ""]  # the report writes a missing value as empty
+    keys = issues[key].astype(int) if key == "UserID" else issues[key]
+    return dict(zip(keys, zip(issues["category"], issues["reason"], strict=True), strict=True))
 
 
 def ids_of(table: BackfillTable) -> dict[str, str]:
@@ -258,9 +286,9 @@ def test_prod_pool_linked_by_sub(client, proxy, make_table, configure) -> None:
     assert summary["pending_migrations"] == [] and summary["ids_to_assign"] == 4 and summary["ids_assigned"] == 4
     assert summary["attribute_to_add"] is False
     assert summary["counts"]["write"] == summary["billable_mau_writes"] == 8
-    assert [c["kind"] for c in summary["chunks"]] == ["write"]
-    outcomes = write_all(settings, summary)
-    assert outcomes == [{"environment": "prod", "kind": "write", "written": 8, "user_gone": 0, "throttled": 0}]
+    assert [c.kind for c in summary["chunks"]] == ["write"]
+    (outcome,) = write_all(settings, summary)
+    assert (outcome.done, outcome.user_gone, outcome.row_changed, outcome.throttled) == (8, 0, 0, 0)
 
     rows = table.full()
     assert list(rows["InternalUserID"][:4]) == kept  # rows with an id are never touched
@@ -268,10 +296,11 @@ def test_prod_pool_linked_by_sub(client, proxy, make_table, configure) -> None:
         assert_lower_case_uuid4(value)
     assert list(rows["CognitoID"]) == subs and list(rows["Email"]) == [p.email for p in people]
     assert carried(client, pool_id) == dict(zip(rows["CognitoID"], rows["InternalUserID"], strict=True))
-    changes = report(settings, "prod", "backfill_changes.csv")
+    changes = report(settings, "prod", "backfill_plan.csv.gz")
     assert set(changes["matched_by"]) == {"sub"} and set(changes["action"]) == {"write attribute"}
     assert proxy.calls[WRITE] == 8 and proxy.rejected[WRITE] == 0 and proxy.calls["AddCustomAttributes"] == 0
-    assert verify_step(settings, "prod") == {"environment": "prod", "pool_users": 8, "with_valid_id": 8, "share": 1.0}
+    coverage = verify_step(settings, "prod")
+    assert (coverage.pool_users, coverage.with_valid_id, coverage.share) == (8, 8, 1.0)
 
 
 @pytest.mark.mariadb
@@ -291,7 +320,7 @@ def test_rows_linked_only_by_email(client, proxy, make_table, configure) -> None
     assert entry["StringAttributeConstraints"] == {"MinLength": "36", "MaxLength": "36"}
     write_all(settings, summary)
 
-    changes = report(settings, "prod", "backfill_changes.csv")
+    changes = report(settings, "prod", "backfill_plan.csv.gz")
     assert len(changes) == 6 and set(changes["matched_by"]) == {"e-mail"}
     assert by_email(client, pool_id) == ids_of(table)
     assert list(table.full()["CognitoID"]) == [f"prod-sub-{n}" for n in range(6)]  # the backfill never relinks
@@ -312,7 +341,7 @@ def test_conflicts_are_left_alone_and_reported(client, proxy, make_table, config
     write_all(settings, summary)
     after = carried(client, pool_id)
     assert after == {subs[0]: other, subs[1]: iid(2), subs[2]: None}  # the different id is kept
-    issues = report(settings, "prod", "backfill_issues.csv")
+    issues = report(settings, "prod", "backfill_issues.csv.gz")
     conflict = issues[issues["sub"] == subs[0]].iloc[0]
     assert (conflict["category"], conflict["reason"], conflict["InternalUserID"]) == (
         "conflict",
@@ -361,13 +390,13 @@ def test_lower_pool_after_a_restore_gets_ids_by_email(client, proxy, make_table,
     assert dev.full().equals(before)  # every row had its id: the table is not touched
     expected = {p.email: iid(100 + n) for n, p in enumerate(in_pool)}
     assert by_email(client, pool_id) == expected
-    assert set(report(settings, "dev", "backfill_changes.csv")["matched_by"]) == {"e-mail"}
+    assert set(report(settings, "dev", "backfill_plan.csv.gz")["matched_by"]) == {"e-mail"}
     assert issues_by(settings, "dev", "UserID") == {
         5: ("missing_user", REASON["no_user"]),
         6: ("missing_user", REASON["no_user"]),
     }
     assert proxy.calls[CREATE] == 0
-    assert verify_step(settings, "dev")["share"] == 1.0
+    assert verify_step(settings, "dev").share == 1.0
 
 
 @pytest.mark.mariadb
@@ -379,11 +408,11 @@ def test_create_missing_users_creates_them_with_the_attribute(client, proxy, mak
 
     summary = prepare(settings, "dev", create_missing=True)
     assert summary["counts"]["create"] == 5 and summary["counts"]["write"] == 1
-    assert sorted(c["kind"] for c in summary["chunks"]) == ["create", "write"]
+    assert sorted(c.kind for c in summary["chunks"]) == ["create", "write"]
     proxy.force_throttle(CREATE, 3)
-    outcomes = {o["kind"]: o for o in write_all(settings, summary)}
-    assert outcomes["write"]["written"] == 1
-    assert (outcomes["create"]["created"], outcomes["create"]["throttled"]) == (5, 3)
+    outcomes = {o.kind: o for o in write_all(settings, summary)}
+    assert outcomes["write"].done == 1
+    assert (outcomes["create"].done, outcomes["create"].throttled) == (5, 3)
 
     users = {str(a["email"]).lower(): a for a in pool_users(client, pool_id).values()}
     assert {e: a.get(ATTRIBUTE) for e, a in users.items()} == {p.email: iid(100 + n) for n, p in enumerate(people)}
@@ -391,10 +420,10 @@ def test_create_missing_users_creates_them_with_the_attribute(client, proxy, mak
     assert (created["given_name"], created["family_name"]) == ("First", "Last")  # the row's names
     assert proxy.calls[CREATE] == 5 and proxy.rejected[CREATE] == 0
 
-    # A retried task runs its chunk again: the users it created are skipped, not duplicated.
-    (create_chunk,) = [c for c in summary["chunks"] if c["kind"] == "create"]
+    # A task cleared and run again after its chunk finished: its checkpoint says it is done, nothing is repeated.
+    (create_chunk,) = [c for c in summary["chunks"] if c.kind == "create"]
     retried = write_chunk_step(settings, create_chunk, rate=RATE, slots=1)
-    assert (retried["created"], retried["already_exists"]) == (0, 5)
+    assert (retried.done, retried.resumed_at, proxy.calls[CREATE]) == (5, 5, 5)
     assert len(pool_users(client, pool_id)) == 6
 
     again = prepare(settings, "dev", run="run-2", create_missing=True)
@@ -402,7 +431,7 @@ def test_create_missing_users_creates_them_with_the_attribute(client, proxy, mak
     assert again["chunks"] == []
 
 
-def test_refuse_protected_creation() -> None:
+def test_creating_users_in_a_protected_environment_is_refused_before_anything_runs() -> None:
     raw = {
         name: {"aws_conn_id": "aws", "user_pool_id": "us-east-2_Pool1", "db_conn_id": "db", "protected": name == "prod"}
         for name in ("dev", "qa", "prod")
@@ -410,9 +439,13 @@ def test_refuse_protected_creation() -> None:
 
     settings = parse_settings({"snapshot_base": "file:///tmp/x", "environments": raw}, Path("environments.yaml"))
     with pytest.raises(RefusedError, match="protected environment\\(s\\) prod"):
-        refuse_protected_creation(settings, ["dev", "prod"], True)
-    refuse_protected_creation(settings, ["dev", "qa"], True)
-    refuse_protected_creation(settings, ["dev", "qa", "prod"], False)
+        select_environments(settings, ["dev", "prod"], True)
+    with pytest.raises(RefusedError, match="protected environment\\(s\\) prod"):
+        select_environments(settings, [], True)  # all of them
+    assert select_environments(settings, ["qa", "dev"], True) == ["qa", "dev"]
+    assert select_environments(settings, None, False) == ["dev", "qa", "prod"]
+    with pytest.raises(RefusedError, match="unknown environment 'stage'"):
+        select_environments(settings, ["stage"], False)
 
 
 # -- the immutable attribute ------------------------------------------------------------------
@@ -479,8 +512,8 @@ def test_a_throttled_run_still_writes_every_user(client, proxy, make_table, conf
 
     summary = prepare(settings, "dev")
     (outcome,) = write_all(settings, summary)
-    assert outcome["written"] == 9 and outcome["throttled"] > 0
-    assert outcome["throttled"] == proxy.throttled[WRITE]
+    assert outcome.done == 9 and outcome.throttled > 0
+    assert outcome.throttled == proxy.throttled[WRITE]
     assert proxy.calls[WRITE] == 9  # each user accepted once
     assert by_email(client, pool_id) == ids_of(table)
 
@@ -505,7 +538,7 @@ def test_chunks_side_by_side_at_the_default_rate_stay_under_the_quota(client, pr
                 summary["chunks"],
             )
         )
-    assert [o["written"] for o in outcomes] == [6] * WRITE_SLOTS
+    assert [o.done for o in outcomes] == [6] * WRITE_SLOTS
     assert proxy.throttled[WRITE] == 0 and proxy.calls[WRITE] == 24
     accepted = sorted(e.at for e in proxy.events if e.operation == WRITE and e.outcome == "accepted")
     assert accepted[-1] - accepted[0] >= 5 / (DEFAULT_WRITE_RATE / WRITE_SLOTS) - 0.1  # paced: 6 per chunk at 5/s
@@ -522,14 +555,15 @@ def test_an_interrupted_run_resumes_and_writes_nothing_twice(client, proxy, make
     settings = configure(dev=(pool_id, table, False))
 
     first = prepare(settings, "dev", slots=2)
-    assert [(c["kind"], c["part"]) for c in first["chunks"]] == [("write", "1/2"), ("write", "2/2")]
+    assert [(c.kind, c.part) for c in first["chunks"]] == [("write", "1/2"), ("write", "2/2")]
     done_chunk = write_chunk_step(settings, first["chunks"][0], rate=RATE, slots=2)
-    assert done_chunk["written"] == 5
-    # The second chunk dies after two of its five writes.
+    assert done_chunk.done == 5
+    # The second chunk got two of its five writes through, then the run was abandoned.
     crashing = first["chunks"][1]
-    frame = RunFiles(crashing["files"]).read_parquet(crashing["name"])
+    frame = RunFiles(crashing.files).read_parquet(crashing.name)
     hook = CognitoHook(aws_conn_id="aws_bf_it")
-    write_attributes(hook, pool_id, ATTRIBUTE, frame.iloc[:2], RateLimiter(RATE), "crashing")
+    for row in frame.iloc[:2].itertuples():
+        hook.set_attribute(pool_id, row.username, ATTRIBUTE, row.InternalUserID)
     assert proxy.calls[WRITE] == 7
     rows = table.full()
 
@@ -537,13 +571,13 @@ def test_an_interrupted_run_resumes_and_writes_nothing_twice(client, proxy, make
     assert second["counts"]["write"] == 3 and second["counts"]["done"] == 7
     assert second["ids_assigned"] == 0 and second["pending_migrations"] == []
     assert table.full().equals(rows)  # ids are not re-assigned
-    resumed = report(settings, "dev", "backfill_changes.csv", run="run-2")
+    resumed = report(settings, "dev", "backfill_plan.csv.gz", run="run-2")
     assert set(resumed["sub"]) == set(frame["sub"].iloc[2:])
     write_all(settings, second, slots=2)
 
     assert proxy.calls[WRITE] == 10  # the 3 remaining: each user written exactly once
     assert by_email(client, pool_id) == ids_of(table)
-    assert verify_step(settings, "dev")["with_valid_id"] == 10
+    assert verify_step(settings, "dev").with_valid_id == 10
 
 
 @pytest.mark.mariadb
@@ -557,10 +591,10 @@ def test_a_user_deleted_after_planning_is_skipped(client, proxy, make_table, con
 
     summary = prepare(settings, "dev")
     (chunk,) = summary["chunks"]
-    gone = RunFiles(chunk["files"]).read_parquet(chunk["name"]).iloc[1]
+    gone = RunFiles(chunk.files).read_parquet(chunk.name).iloc[1]
     client.admin_delete_user(UserPoolId=pool_id, Username=gone["username"])
     outcome = write_chunk_step(settings, chunk, rate=RATE, slots=1)
-    assert (outcome["written"], outcome["user_gone"]) == (2, 1)
+    assert (outcome.done, outcome.user_gone) == (2, 1)
     assert set(carried(client, pool_id)) == set(subs) - {gone["sub"]}
     assert all(carried(client, pool_id).values())
 
@@ -580,7 +614,6 @@ def test_dry_run_changes_nothing_anywhere_and_reports_billable_mau(client, proxy
     settings = configure(dev=(pool_id, table, False))
 
     summary = prepare(settings, "dev", dry_run=True, apply_migration=False, create_missing=True)
-    assert summary["dry_run"] is True
     assert summary["billable_mau_writes"] == 5
     assert summary["counts"]["write"] == 5 and summary["counts"]["create"] == 2
     assert summary["pending_migrations"] == [m.script for m in MIGRATIONS]
@@ -592,7 +625,7 @@ def test_dry_run_changes_nothing_anywhere_and_reports_billable_mau(client, proxy
     assert pool_users(client, pool_id) == before_users
     assert schema_entry(client, pool_id) is None
     assert writes_made(proxy) == NO_WRITES
-    assert len(report(settings, "dev", "backfill_changes.csv")) == 7  # the report of what would happen
+    assert len(report(settings, "dev", "backfill_plan.csv.gz")) == 7  # the report of what would happen
 
 
 @pytest.mark.parametrize("kind", ["mariadb", "sqlite"])

@@ -16,9 +16,9 @@ import pytest
 
 from identity_sync.backfill import (
     BACKFILL_CATEGORIES,
+    BACKFILL_ISSUE_COLUMNS,
+    BACKFILL_REASON,
     CREATE_COLUMNS,
-    ISSUE_COLUMNS,
-    REASON,
     WRITE_COLUMNS,
     BackfillPlan,
     chunk_frame,
@@ -26,6 +26,7 @@ from identity_sync.backfill import (
     plan_backfill,
     simulate_missing_ids,
 )
+from identity_sync.backfill_writes import changed_since_plan
 from identity_sync.extract import POOL_COLUMNS, records_frame
 from identity_sync.identity import UUID_PATTERN
 
@@ -36,9 +37,20 @@ def iid(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-def user(sub: str, email: str | None, attribute: str | None = None) -> tuple[Any, ...]:
+REASON = BACKFILL_REASON
+
+
+def user(
+    sub: str,
+    email: str | None,
+    attribute: str | None = None,
+    *,
+    status: str = "CONFIRMED",
+    enabled: bool = True,
+    verified: bool = True,
+) -> tuple[Any, ...]:
     """One pool user: every POOL_COLUMNS column but email_norm (records_frame derives it)."""
-    return (sub, f"u-{sub}", email, attribute, "CONFIRMED", True, True, "Given", "Family")
+    return (sub, f"u-{sub}", email, attribute, status, enabled, verified, "Given", "Family")
 
 
 def pool(*users: tuple[Any, ...]) -> pd.DataFrame:
@@ -59,7 +71,7 @@ def plan(p: pd.DataFrame, t: pd.DataFrame, create_missing: bool = False) -> Back
     result = plan_backfill(p, t, create_missing=create_missing)
     assert list(result.writes.columns) == WRITE_COLUMNS
     assert list(result.creates.columns) == CREATE_COLUMNS
-    assert list(result.issues.columns) == ISSUE_COLUMNS
+    assert list(result.issues.columns) == BACKFILL_ISSUE_COLUMNS
     assert set(result.counts) == set(BACKFILL_CATEGORIES)
     return result
 
@@ -119,6 +131,11 @@ WORLD_POOL = [
     user("s-re", "re@x.com"),  # rows 10 and 11 share that e-mail: conflict
     user("s-none", "none@x.com"),  # no row: unlinked
     user("s-unk", "unk@x.com", iid(98)),  # carries an id no row has: unlinked
+    user("s-badrow", "badrow@x.com"),  # row 14 by sub, but the row's id is not a UUID: conflict
+    user("s-unver", "unver@x.com", verified=False),  # row 16's e-mail, never verified: unlinked
+    user("s-uncf", "uncf@x.com", status="UNCONFIRMED"),  # row 17's e-mail, a sign-up never confirmed: unlinked
+    user("s-dis", "dis@x.com", enabled=False),  # row 18's e-mail, disabled: unlinked
+    user("s-ext", "ext@x.com", status="EXTERNAL_PROVIDER"),  # row 19 by e-mail, a federated user: write
 ]
 WORLD_TABLE = [
     (1, iid(1), "s-write", "w-row@x.com"),
@@ -134,7 +151,19 @@ WORLD_TABLE = [
     (11, iid(11), None, "RE@x.com"),
     (12, iid(12), None, "create@x.com", "Cre", "Ate"),
     (13, iid(13), None, None, "No", "Mail"),
+    (14, "legacy-14", "s-badrow", "badrow@x.com"),
+    (15, "legacy-15", None, "fifteen@x.com"),  # no user, and an id that is not a UUID: never created
+    (16, iid(16), None, "unver@x.com"),
+    (17, iid(17), None, "uncf@x.com"),
+    (18, iid(18), None, "dis@x.com"),
+    (19, iid(19), None, "ext@x.com"),
 ]
+
+
+def email_refused(refusal: str) -> tuple[str, str]:
+    return ("unlinked", REASON["email_refused"] + refusal)
+
+
 EXPECTED_USER_ISSUES = {
     "s-diff": conflict("different_id"),
     "s-inv": conflict("invalid_id"),
@@ -147,12 +176,20 @@ EXPECTED_USER_ISSUES = {
     "s-re": conflict("row_email_shared"),
     "s-none": ("unlinked", REASON["no_row"]),
     "s-unk": ("unlinked", REASON["unknown_id"]),
+    "s-badrow": conflict("row_invalid_id"),
+    "s-unver": email_refused("e-mail not verified"),
+    "s-uncf": email_refused("status UNCONFIRMED"),
+    "s-dis": email_refused("user disabled"),
 }
 EXPECTED_ROW_ISSUES = {
     9: ("missing_user", REASON["email_taken"]),
     10: ("missing_user", REASON["email_taken"]),
     11: ("missing_user", REASON["email_taken"]),
     13: ("missing_user", REASON["no_email"]),
+    15: ("missing_user", REASON["row_invalid_id"]),
+    16: ("missing_user", REASON["email_taken"]),  # never created: the address belongs to a pool user
+    17: ("missing_user", REASON["email_taken"]),
+    18: ("missing_user", REASON["email_taken"]),
 }
 
 
@@ -164,32 +201,50 @@ def test_every_category_and_reason_in_one_world(create_missing: bool) -> None:
         "s-write": (1, iid(1), "sub"),
         "s-mail": (2, iid(2), "e-mail"),
         "s-owner": (8, iid(8), "sub"),
+        "s-ext": (19, iid(19), "e-mail"),
     }
     assert user_issues(result) == EXPECTED_USER_ISSUES
     expected_rows = dict(EXPECTED_ROW_ISSUES)
     if create_missing:
-        assert result.creates.to_dict("records") == [
-            {"UserID": 12, "InternalUserID": iid(12), "Email": "create@x.com", "FirstName": "Cre", "LastName": "Ate"}
+        assert result.creates.astype(object).where(result.creates.notna(), None).to_dict("records") == [
+            {
+                "UserID": 12,
+                "InternalUserID": iid(12),
+                "CognitoID": None,
+                "Email": "create@x.com",
+                "FirstName": "Cre",
+                "LastName": "Ate",
+            }
         ]
     else:
         assert result.creates.empty
         expected_rows[12] = ("missing_user", REASON["no_user"])
     assert row_issues(result) == expected_rows
     assert result.counts == {
-        "write": 3,
+        "write": 4,
         "create": 1 if create_missing else 0,
         "done": 2,  # s-done, s-carrier
         "missing_user": len(expected_rows),
-        "unlinked": 2,
-        "conflict": 9,
+        "unlinked": 5,
+        "conflict": 10,
     }
-    assert result.billable_writes == len(result.writes) == 3
-    # Every reason the module names is reachable, and this world reaches each one.
-    reached = {why for why in result.issues["reason"]} | {REASON["write"], REASON["done"]}
-    if create_missing:
-        reached.add(REASON["no_user"])  # reached by the other parametrisation
-    reached.add(REASON["row_invalid_id"])  # see test_rows_whose_id_is_not_a_uuid_are_neither_written_nor_created
-    assert reached == set(REASON.values())
+    assert result.billable_writes == len(result.writes) == 4
+
+
+def reason_keys(result: BackfillPlan) -> set[str]:
+    """The BACKFILL_REASON keys a plan reached: its issues' reasons, and write/done when it has any."""
+    reasons = set(result.issues["reason"])
+    keys = {key for key, text in REASON.items() if text in reasons}
+    keys |= {"email_refused"} if any(why.startswith(REASON["email_refused"]) for why in reasons) else set()
+    return keys | ({"write"} if len(result.writes) else set()) | ({"done"} if result.counts["done"] else set())
+
+
+def test_the_world_reaches_every_reason() -> None:
+    """Every reason the module names is reached by the world itself (one of them only without creating users)."""
+    kept = plan(pool(*WORLD_POOL), table(*WORLD_TABLE), create_missing=False)
+    created = plan(pool(*WORLD_POOL), table(*WORLD_TABLE), create_missing=True)
+    assert reason_keys(kept) == set(REASON)
+    assert set(REASON) - reason_keys(created) == {"no_user"}  # those rows are created instead
 
 
 def test_issues_report_only_conflicts_unlinked_and_missing_users() -> None:
@@ -346,8 +401,10 @@ def test_rows_without_a_user_are_missing_users_unless_created() -> None:
 
     created = plan(pool(), t, create_missing=True)
     assert created.creates.astype(object).where(created.creates.notna(), None).to_dict("records") == [
-        {"UserID": 1, "InternalUserID": iid(1), "Email": "one@x.com", "FirstName": "One", "LastName": None},
-        {"UserID": 2, "InternalUserID": iid(2), "Email": "Two@X.com", "FirstName": None, "LastName": "Two"},
+        {"UserID": 1, "InternalUserID": iid(1), "CognitoID": "gone", "Email": "one@x.com", "FirstName": "One"}
+        | {"LastName": None},
+        {"UserID": 2, "InternalUserID": iid(2), "CognitoID": None, "Email": "Two@X.com", "FirstName": None}
+        | {"LastName": "Two"},
     ]
     assert reported(created).empty and created.counts["create"] == 2 and created.counts["missing_user"] == 0
     assert created.billable_writes == 0  # creations are not attribute writes
@@ -479,3 +536,76 @@ def test_id_coverage() -> None:
     assert id_coverage(pool()) == {"pool_users": 0, "with_valid_id": 0, "share": 1.0}
     third = pool(user("a", None, iid(1)), user("b", None), user("c", None))
     assert id_coverage(third)["share"] == 0.3333
+
+
+# -- who may be linked by e-mail (issue 7, item 3) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "refusal"),
+    [
+        ({"verified": False}, "e-mail not verified"),
+        ({"status": "UNCONFIRMED"}, "status UNCONFIRMED"),
+        ({"status": "FORCE_CHANGE_PASSWORD"}, "status FORCE_CHANGE_PASSWORD"),
+        ({"status": "RESET_REQUIRED"}, "status RESET_REQUIRED"),
+        ({"enabled": False}, "user disabled"),
+    ],
+)
+@pytest.mark.parametrize("create_missing", [False, True])
+def test_only_a_verified_confirmed_enabled_user_is_linked_by_email(
+    kind: dict[str, Any], refusal: str, create_missing: bool
+) -> None:
+    """A self-sign-up with a victim's address must not receive the victim's id, nor get a twin created."""
+    result = plan(pool(user("intruder", "Victim@x.com", **kind)), table((1, iid(1), "old-sub", "victim@x.com")))
+    assert result.writes.empty and result.creates.empty
+    assert user_issues(result) == {"intruder": email_refused(refusal)}
+    assert row_issues(result) == {1: ("missing_user", REASON["email_taken"])}
+
+
+def test_an_unverified_user_linked_by_sub_is_still_written() -> None:
+    """The sub is the pool's own link to the row: verification only guards the e-mail fallback."""
+    result = plan(pool(user("s1", "a@x.com", verified=False, status="UNCONFIRMED")), table((1, iid(1), "s1", None)))
+    assert writes_of(result) == {"s1": (1, iid(1), "sub")}
+
+
+def test_a_federated_user_with_a_verified_email_is_linked_by_email() -> None:
+    result = plan(pool(user("fed", "f@x.com", status="EXTERNAL_PROVIDER")), table((1, iid(1), None, "F@x.com")))
+    assert writes_of(result) == {"fed": (1, iid(1), "e-mail")}
+
+
+# -- rows changed between the plan and the write --------------------------------------------------
+
+
+def test_changed_since_plan_for_attribute_writes() -> None:
+    planned = plan(
+        pool(*(user(f"s{n}", f"u{n}@x.com") for n in range(6))),
+        table(*((n, iid(n), f"s{n}" if n < 3 else f"stale-{n}", f"u{n}@x.com") for n in range(6))),
+    ).writes
+    current = table(
+        (0, iid(0), "s0", "u0@x.com"),  # unchanged
+        (1, iid(1), "other-sub", "u1@x.com"),  # relinked to another user: changed
+        (2, iid(50), "s2", "u2@x.com"),  # another id: changed
+        (3, iid(3), "stale-3", "U3@X.com"),  # matched by e-mail, only its case changed: unchanged
+        (4, iid(4), "s4", "new4@x.com"),  # matched by e-mail, then linked to this user by sub: unchanged
+        # row 5 deleted: changed
+    )
+    changed = changed_since_plan(planned, current, "write")
+    assert dict(zip(planned["sub"], changed, strict=True)) == {
+        "s0": False,
+        "s1": True,
+        "s2": True,
+        "s3": False,
+        "s4": False,
+        "s5": True,
+    }
+
+
+def test_changed_since_plan_for_creations() -> None:
+    planned = plan(pool(), table(*((n, iid(n), None, f"u{n}@x.com") for n in range(4))), create_missing=True).creates
+    current = table(
+        (0, iid(0), None, "u0@x.com"),
+        (1, iid(1), "a-sub", "u1@x.com"),  # linked meanwhile: a creation would make a second user
+        (2, iid(2), None, "U2@x.com"),  # the e-mail to create the user with changed
+        (3, None, None, "u3@x.com"),
+    )
+    assert list(changed_since_plan(planned, current, "create")) == [False, True, True, True]
