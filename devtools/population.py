@@ -5,7 +5,9 @@ prod: every person has a user (with the attribute) and a row. The dev and qa tab
 dev pool then holds every case the sync must handle: prod users with a dev account
 (relink), changed e-mails, dev-only users, users created before the backfill (e-mail
 fallback, some with another case), users nobody knows, prod users without a dev account,
-and each kind of conflict. ``expected_counts`` says what a correct sync reports.
+each kind of conflict, and two hostile users carrying someone else's address: an
+UNCONFIRMED self-sign-up and a disabled user, reported as conflicts and never linked.
+``expected_dev`` says what a correct sync reports.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PoolUser:
 
     ``verified``: the person proved the address and signed in (``email_verified=true``,
     status CONFIRMED), the only kind of user the sync and the backfill may link by e-mail.
+    ``signed_up``: created by someone's own SignUp through the app client, never confirmed
+    (UNCONFIRMED, address not verified). ``enabled`` False: disabled by an administrator.
     """
 
     email: str | None
@@ -47,6 +51,8 @@ class PoolUser:
     given_name: str
     family_name: str
     verified: bool = True
+    signed_up: bool = False
+    enabled: bool = True
 
 
 @dataclass
@@ -99,6 +105,9 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
     collider = pick(1)[0]
     insert_target = pick(1)[0]  # no dev account; a dev-only user took its e-mail
     dup_id = pick(1)[0]  # two dev users carry this id
+    # Hostile: no dev account of their own; someone else's user carries their address.
+    signup_victim = pick(1)[0]  # a stranger signed up with this address (UNCONFIRMED, not verified)
+    disabled_victim = pick(1)[0]  # a disabled user carries this address
     dev_only = [person(prod_users + n, "dev.example.com") for n in range(4 * share)]
     insert_collides = person(prod_users + 4 * share, "dev.example.com")
 
@@ -115,6 +124,8 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
     dev += [PoolUser(f"stranger{n}@dev.example.com", None, "Un", "Known") for n in range(share)]
     dev += [PoolUser(f"bad-id{n}@dev.example.com", f"legacy-{n}", "Bad", "Id") for n in range(3)]
     dev += [PoolUser(email, None, "Twin", "One") for email in ("twin@dev.example.com", "TWIN@dev.example.com")]
+    dev += [PoolUser(signup_victim.email.upper(), None, "Self", "Signup", verified=False, signed_up=True)]
+    dev += [PoolUser(disabled_victim.email, None, "Dis", "Abled", enabled=False)]
     rng.shuffle(dev)
 
     relinks = len(relinked) + len(case_changed) + len(renamed) + 3  # + swap_a, swap_b, collider
@@ -124,18 +135,28 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
         "email_update": len(renamed) + 2,  # + the swap; the collider's new e-mail is a conflict
         "email_fallback": fallbacks,
         "insert": len(dev_only),
-        "stale": prod_users - relinks - fallbacks,  # prod rows whose person has no (usable) dev account
+        # prod rows whose person has no (usable) dev account, but the two whose address a hostile user carries
+        "stale": prod_users - relinks - fallbacks - 2,
         "unlinked": share,
-        # dup_id x2, bad ids x3, twins x2, the collider's e-mail, the colliding insert
-        "conflict": 2 + 3 + 2 + 1 + 1,
+        # dup_id x2, bad ids x3, twins x2, the collider's e-mail, the colliding insert; the self-sign-up and the
+        # disabled user, and each one's victim row (never linked by an unproven or disabled address)
+        "conflict": 2 + 3 + 2 + 1 + 1 + 4,
         "unchanged": 0,
     }
     qa = [keyed(p) for p in prod[: prod_users // 5]]
     return Scenario(prod=prod, dev_users=dev, qa_users=qa, expected_dev=expected)
 
 
+APP_CLIENT = "demo-app"
+
+
 def create_pool(client: Any, name: str, *, attribute: str | None = "mutable") -> str:
-    """A pool like production's: e-mail as username; the id attribute "mutable", "immutable" or None (absent)."""
+    """A pool like production's: e-mail as username; the id attribute "mutable", "immutable" or None (absent).
+
+    It has one app client, as the pool behind an application does, that users sign up
+    through; it has no WriteAttributes list, so it may write the standard attributes only
+    and never the id.
+    """
     schema = []
     if attribute:
         schema.append(
@@ -149,7 +170,26 @@ def create_pool(client: Any, name: str, *, attribute: str | None = "mutable") ->
     pool = client.create_user_pool(
         PoolName=name, UsernameAttributes=["email"], **({"Schema": schema} if schema else {})
     )
-    return pool["UserPool"]["Id"]
+    pool_id = pool["UserPool"]["Id"]
+    client.create_user_pool_client(UserPoolId=pool_id, ClientName=APP_CLIENT)
+    return pool_id
+
+
+def _sign_up(client: Any, pool_id: str, user: PoolUser) -> str:
+    """SignUp through the pool's app client, as anyone on the internet can: UNCONFIRMED, address unverified."""
+    clients = client.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60)["UserPoolClients"]
+    app = next(c["ClientId"] for c in clients if c.get("ClientName") == APP_CLIENT)
+    response = client.sign_up(
+        ClientId=app,
+        Username=user.email,
+        Password=DEMO_PASSWORD,
+        UserAttributes=[
+            {"Name": "email", "Value": user.email},
+            {"Name": "given_name", "Value": user.given_name},
+            {"Name": "family_name", "Value": user.family_name},
+        ],
+    )
+    return response["UserSub"]
 
 
 def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[str]:
@@ -162,6 +202,9 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[s
     """
     subs = []
     for user in users:
+        if user.signed_up:
+            subs.append(_sign_up(client, pool_id, user))
+            continue
         attributes = [
             {"Name": "given_name", "Value": user.given_name},
             {"Name": "family_name", "Value": user.family_name},
@@ -177,10 +220,13 @@ def create_users(client: Any, pool_id: str, users: Iterable[PoolUser]) -> list[s
             UserAttributes=attributes,
             MessageAction="SUPPRESS",
         )
+        username = response["User"]["Username"]
         if user.verified and not user.internal_id:
             client.admin_set_user_password(
-                UserPoolId=pool_id, Username=response["User"]["Username"], Password=DEMO_PASSWORD, Permanent=True
+                UserPoolId=pool_id, Username=username, Password=DEMO_PASSWORD, Permanent=True
             )
+        if not user.enabled:
+            client.admin_disable_user(UserPoolId=pool_id, Username=username)
         subs.append(user_attributes(response["User"])["sub"])
     return subs
 
