@@ -5,61 +5,79 @@ Re-links every row of each environment's `Users` table to that environment's Cog
 user pool, keyed on the stable `InternalUserID` (Cognito attribute
 `custom:internal_user_id`), in one transaction per environment.
 
-**When it runs:** nightly at 02:30 UTC; by hand after a restore (set `after_restore`);
-and on an Asset event `users_db_restored` whose `extra` names the environment
-(`{"environment": "dev"}`), which implies `after_restore`.
+**When it runs:** nightly at 02:30 UTC; by hand (Trigger with the defaults = every
+environment, not dry, not after a restore); and on an Asset event `users_db_restored`
+from the restore pipeline, whose `extra` names the environment and may give the reason:
+`{"environment": "dev", "reason": "restore from prod 2026-11-20"}`. An event implies
+`after_restore` for the environment it names; one that names none is refused.
 
-**Steps, per environment (mapped):** `extract` snapshots the pool and the table to
-Parquet, `plan` diffs them (relink, email_update, email_fallback, insert, stale,
-unlinked, conflict, unchanged) and writes `changes.csv` / `issues.csv`, `apply` writes
-the plan in one locked transaction, `report` prints the counts of every environment.
+**Steps, per environment (mapped, named by environment):** `extract` (pool and table to
+Parquet; one extraction at a time in the deployment, pool `cognito_list_users`) →
+`plan` (the diff, `plan.csv.gz` = what the run *would* write, and the run record) →
+`approve` (see below) → `apply` (exactly the approved plan, in one locked transaction;
+then `changes.try-<n>.csv.gz` = what it *did* write, and an Asset event
+`cognito_identity_synced` with `extra` = environment, rows_written, counts) → `report`
+(every environment's record in the log, old run folders deleted after
+`snapshot_retention_days`).
 
-**Params:** `environments` (default all), `dry_run` (stop after the plan),
-`after_restore` (lifts the mass-change guard: every CognitoID changes after a restore),
-`allow_mass_change` (lifts every guard), `reason` (kept in the change report).
+**Guards and approval.** A plan that changes the CognitoID of more than
+`max_change_ratio` of the rows (not lifted by `after_restore`), or whose pool matches
+under half of the table (the wrong pool or database), is not applied without a person:
+- *a run started by hand* waits in **Required Actions** (`approve`, per environment) for
+  Approve/Reject, showing the counts, the share of CognitoIDs that would change, why the
+  guard tripped and where the full plan is. Approve applies exactly that plan (its digest
+  is checked again; rows that changed since the snapshot are not overwritten). Reject,
+  or no answer within `approval_timeout_hours` (default 12), skips that environment's
+  `apply`: nothing is written, and the run record says who rejected or that nobody answered.
+  The waiting run holds the DAG's only run slot: later runs queue behind it.
+- *a scheduled or asset-triggered run* never waits: its `approve` fails at once (the
+  failure alert fires), nothing is written in that environment, the others go on, and
+  the run slot is free again. Trigger by hand to review and approve.
 
-**Guards:** a run not marked `after_restore` refuses to change the CognitoID of more
-than `max_change_ratio` of the rows; any run refuses when under half of the pool's
-users match a row. A refusal fails at once, without retries, and writes nothing.
+**Unpausing** creates the latest nightly run at once (`catchup=False`). On an
+environment just restored from prod, that run trips the mass-change guard: its
+`approve` fails at once with an alert, nothing is written there, and the other
+environments are synced. Then trigger by hand with `after_restore` on (or approve).
+
+`allow_mass_change` lifts both guards without asking, for automation; it is recorded.
+
+**Audit trail.** Per environment, under `<snapshot_base>/cognito_user_sync/<run>/<env>/`:
+`run.json` and `summary.md` (who or what triggered the run: user, schedule, or the asset
+event with its `extra` and source; the effective params, defaults included; the mode:
+dry run, after restore, approved by whom; counts; rows written; the reports), the
+`plan.csv.gz`, `issues.csv.gz` and `changes.try-<n>.csv.gz`. In the UI: `report`'s log
+and its XCom (every environment's outcome, the run folder), and the *Plan report* and
+*Run record* links of each `approve` task.
+
+**Alerts** (a failed task, an approval waiting): Airflow config `[cognito_sync]`
+`alert_sns_topic_arn` (+ `alert_aws_conn_id`) and/or `alert_smtp_to` (+
+`alert_smtp_conn_id`, `alert_smtp_from`); none by default (logged only).
 
 Configuration: `include/config/environments.yaml` (or `$COGNITO_SYNC_CONFIG`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pendulum
-from airflow.sdk import (
-    Asset,
-    AssetOrTimeSchedule,
-    CronTriggerTimetable,
-    Param,
-    TriggerRule,
-    dag,
-    get_current_context,
-    task,
-)
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
 from identity_sync import schedule, sync
+from identity_sync.approval import DEFAULT_TIMEOUT_HOURS
 from identity_sync.config import load_settings
-from identity_sync.params import environments_param
-from identity_sync.report import RunFiles
+from identity_sync.notify import FAILED, WAITING, SyncAlert
+from identity_sync.params import environments_param, flag_param, number_param, selected_names, text_param
+from identity_sync.runfiles import RunFiles
+from identity_sync.sync_approval import PlanApproval
+from identity_sync.sync_records import Applied, Approved, Planned, RunContext, RunSummary, Snapshot
 
-log = logging.getLogger(__name__)
 SETTINGS = load_settings()
+SYNCED = Asset(schedule.SYNCED_ASSET_NAME)
 
 
-def _files(environment: str) -> RunFiles:
-    context = get_current_context()
-    return RunFiles.for_run(load_settings().snapshot_base, context["dag"].dag_id, context["run_id"], environment)
-
-
-def _after_restore() -> bool:
-    context = get_current_context()
-    return bool(context["params"]["after_restore"] or context.get("triggering_asset_events"))
+def _run() -> RunContext:
+    return RunContext.from_context(get_current_context())
 
 
 @dag(
@@ -71,62 +89,74 @@ def _after_restore() -> bool:
     start_date=pendulum.parse(schedule.START_DATE_ISO),
     catchup=False,
     max_active_runs=1,
-    default_args=schedule.RETRY_ARGS,
+    default_args={**schedule.TASK_DEFAULTS, "on_failure_callback": SyncAlert(FAILED)},
     doc_md=__doc__,
     tags=["cognito", "identity"],
     params={
-        "environments": environments_param(SETTINGS, "reconcile"),
-        "dry_run": Param(False, type="boolean", description="Stop after the plan: write no row."),
-        "after_restore": Param(
-            False, type="boolean", description="The database was just restored: every CognitoID may change."
+        "environments": environments_param(SETTINGS, "sync"),
+        "dry_run": flag_param(
+            False, "Plan and write the plan report, then stop: no row is written anywhere.", title="Dry run"
         ),
-        "allow_mass_change": Param(
-            False, type="boolean", description="Lift the mass-change and unrelated-pool guards."
+        "after_restore": flag_param(
+            False,
+            "The database was just restored from another environment's snapshot, so nearly every CognitoID "
+            "changes: lifts the mass-change guard (not the unrelated-pool guard).",
+            title="After a restore",
         ),
-        "reason": Param("", type="string", maxLength=500, description="Why this run; kept in the change report."),
+        "allow_mass_change": flag_param(
+            False,
+            "Apply even when a guard trips, without asking anyone (for automation). Recorded in the run record.",
+            title="Allow a mass change",
+        ),
+        "reason": text_param(
+            "Why this run: kept in the plan and change reports and in the run record.", title="Reason"
+        ),
+        "approval_timeout_hours": number_param(
+            DEFAULT_TIMEOUT_HOURS,
+            "When a guard trips in this run, how long to wait for a person's Approve/Reject before giving up "
+            "with nothing written.",
+            title="Approval timeout (hours)",
+            minimum=0,
+            maximum=schedule.MAX_APPROVAL_TIMEOUT_HOURS,
+        ),
     },
 )
 def cognito_user_sync() -> None:
     @task
     def environments(params: dict[str, Any], triggering_asset_events: Any = None) -> list[str]:
         events = [e for group in (triggering_asset_events or {}).values() for e in group]
-        return sync.select_environments(load_settings(), params["environments"], events)
+        return sync.select_environments(load_settings(), selected_names(params["environments"]), events)
 
     @task(pool=schedule.LIST_USERS_POOL, map_index_template="{{ task.op_kwargs['environment'] }}")
-    def extract(environment: str) -> dict[str, Any]:
-        return sync.extract_step(load_settings(), environment, _files(environment))
+    def extract(environment: str) -> Snapshot:
+        return sync.extract_step(load_settings(), environment, RunFiles.for_context(environment))
 
-    @task(map_index_template="{{ task.op_kwargs['snapshot']['environment'] }}")
-    def plan(snapshot: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        return sync.plan_step(
-            load_settings(),
-            snapshot["environment"],
-            RunFiles(snapshot["files"]),
-            reason=params["reason"],
-            after_restore=_after_restore(),
-            allow_mass_change=params["allow_mass_change"],
-        )
+    @task(map_index_template="{{ task.op_kwargs['snapshot'].environment }}")
+    def plan(snapshot: Snapshot) -> Planned:
+        return sync.plan_step(load_settings(), snapshot, _run())
 
-    @task(map_index_template="{{ task.op_kwargs['planned']['environment'] }}")
-    def apply(planned: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-        if params["dry_run"]:
-            raise AirflowSkipException(f"dry run: plan for {planned['environment']} written, nothing applied")
-        return sync.apply_step(
-            load_settings(),
-            planned["environment"],
-            RunFiles(planned["files"]),
-            after_restore=_after_restore(),
-            allow_mass_change=params["allow_mass_change"],
-        )
+    approve = PlanApproval.partial(
+        task_id="approve",
+        map_index_template="{{ task.planned.environment }}",
+        notifiers=[SyncAlert(WAITING)],
+        retries=0,  # a second try would ask again, or wait again
+    )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def report(plans: list[dict[str, Any]], applied: list[dict[str, Any]]) -> dict[str, Any]:
-        plans, applied = list(plans[:]), list(applied[:])  # one slice request each, not a probe per item
-        log.info("summary\n%s", sync.summary_table(plans, applied))
-        return {p["environment"]: p["counts"] for p in plans}
+    @task(outlets=[SYNCED], map_index_template="{{ task.op_kwargs['approved'].environment }}")
+    def apply(approved: Approved, outlet_events: Any = None) -> Applied:
+        context = get_current_context()
+        applied = sync.apply_step(load_settings(), approved, _run(), try_number=context["ti"].try_number)
+        outlet_events[SYNCED].extra = applied.event_extra()
+        return applied
 
-    planned = plan.expand(snapshot=extract.expand(environment=environments()))
-    report(planned, apply.expand(planned=planned))
+    @task
+    def report(names: list[str]) -> RunSummary:
+        return sync.report_step(load_settings(), names, _run(), pendulum.now("UTC"))
+
+    names = environments()
+    planned = plan.expand(snapshot=extract.expand(environment=names))
+    applied = apply.expand(approved=approve.expand(planned=planned).output)
+    applied >> report(names).as_teardown()
 
 
 cognito_user_sync()

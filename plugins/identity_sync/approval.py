@@ -62,6 +62,9 @@ class WriteApproval(ApprovalOperator):
     """Waits for Approve/Reject in the Airflow UI (Required Actions) when the request asks for it."""
 
     def __init__(self, *, request_task_id: str | None = None, **kwargs: Any) -> None:
+        # Asked once: a retry would ask (and wait) again, and a refusal is not a transient fault. A mapped
+        # approval must also pass retries=0 to .partial(): the scheduler reads its retries from there.
+        kwargs["retries"] = 0
         super().__init__(
             subject="Approve the writes",  # replaced by the request's subject when asking
             defaults=ApprovalOperator.REJECT,  # no answer in time means no

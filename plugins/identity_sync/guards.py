@@ -16,9 +16,12 @@ MIN_MATCH_SHARE = 0.5  # below this share of pool users matching a row, pool and
 
 
 def guard_refusals(plan: Plan, env: Environment, *, after_restore: bool, allow_mass_change: bool) -> list[str]:
-    """Why this plan must not be applied (empty when it may be)."""
-    if allow_mass_change:
-        return []
+    """Why this plan must not be applied without a person's approval (empty when it may be)."""
+    return [] if allow_mass_change else tripped_guards(plan, env, after_restore=after_restore)
+
+
+def tripped_guards(plan: Plan, env: Environment, *, after_restore: bool) -> list[str]:
+    """Every guard this plan trips, whether or not allow_mass_change lifts them (for the audit record)."""
     refusals = []
     m = plan.metrics
     rows, changes = m["table_rows"], m["cognito_id_changes"]

@@ -7,6 +7,9 @@ from datetime import timedelta
 NIGHTLY_CRON = "30 2 * * *"  # 02:30 UTC, after the nightly restores of the lower environments
 TIMEZONE = "UTC"
 RESTORE_ASSET_NAME = "users_db_restored"  # the restore pipeline emits it with extra={"environment": "<name>"}
+SYNCED_ASSET_NAME = "cognito_identity_synced"  # emitted per environment applied; extra: environment, counts
+OWNER = "identity-platform"
+MAX_APPROVAL_TIMEOUT_HOURS = 72.0  # a manual run waiting holds the DAG's only run slot
 START_DATE_ISO = "2026-01-01"
 
 # Retries are for transient faults (network, throttling beyond our own backoff, a held lock);
@@ -17,6 +20,7 @@ RETRY_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=15),
 }
+TASK_DEFAULTS = {"owner": OWNER, **RETRY_ARGS}  # every task of both DAGs: who answers for it, how it retries
 
 # The backfill's Cognito writes run as mapped chunks, at most this many at once per run,
 # each at rate / WRITE_SLOTS: together they never exceed the rate, under any executor.

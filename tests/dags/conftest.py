@@ -1,8 +1,17 @@
-"""What every dag.test() run needs: a migrated metadata database, moto, and the strict layer in front."""
+"""What every dag.test() run needs: a migrated metadata database, moto, the strict layer in front, and a person.
+
+``dag.test()`` leaves a human-in-the-loop task parked in ``awaiting_input`` until a
+response is recorded from outside. ``Approver`` is that outside: a thread that records
+answers through the api-server's own handler for ``PATCH /api/v2/hitlDetails/...``
+(the function behind the route, on the same metadata database), as a signed-in user.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -21,3 +30,84 @@ def cognito() -> Iterator[tuple[str, StrictCognitoProxy]]:
     yield moto_url, proxy
     proxy.stop()
     server.stop()
+
+
+@dataclass
+class Asked:
+    """One approval request as the person saw it."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    environment: str | None
+    subject: str
+    body: str
+    options: list[str]
+
+
+class Approver(threading.Thread):
+    """Answers every approval of ``dag_id`` with ``choice`` as ``user`` (``choice=None``: looks, never answers)."""
+
+    def __init__(self, dag_id: str, choice: str | None, user: str = "alice") -> None:
+        super().__init__(daemon=True)
+        self.dag_id, self.choice, self.user = dag_id, choice, user
+        self.asked: list[Asked] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self._answer_waiting()
+            time.sleep(0.3)
+
+    def _answer_waiting(self) -> None:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import select
+
+        with create_session() as session:
+            waiting = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == self.dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
+                )
+            ).all()
+            for ti in waiting:
+                key = (ti.run_id, ti.task_id, ti.map_index)
+                detail = ti.hitl_detail
+                if detail is None or any((a.run_id, a.task_id, a.map_index) == key for a in self.asked):
+                    continue
+                self.asked.append(
+                    Asked(*key, ti.rendered_map_index, detail.subject, detail.body or "", list(detail.options))
+                )
+                if self.choice is not None:
+                    update_hitl_detail(
+                        dag_id=ti.dag_id,
+                        dag_run_id=ti.run_id,
+                        task_id=ti.task_id,
+                        update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[self.choice]),
+                        user=SimpleAuthManagerUser(username=self.user, role="admin"),
+                        session=session,
+                        map_index=ti.map_index,
+                    )
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+@pytest.fixture
+def approver() -> Iterator[type[Approver]]:
+    """Start an ``Approver(dag_id, choice)`` with ``.start()``; every one started is stopped after the test."""
+    started: list[Approver] = []
+
+    class Started(Approver):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    yield Started
+    for one in started:
+        one.stop()

@@ -1,7 +1,9 @@
 """cognito_user_sync end to end through dag.test(): moto (behind the strict layer) and a real MariaDB.
 
 The same connection code as production: an AWS connection whose cognito-idp endpoint
-is the emulator, and a MySQL connection, both given as AIRFLOW_CONN_* variables.
+is the emulator, and a MySQL connection, both given as AIRFLOW_CONN_* variables. A
+dag.test() run is a manual run, so a guard that trips makes it wait for a person: the
+``approver`` fixture answers through the api-server's own HITL handler.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from devtools.local_airflow import (
     mysql_connection,
 )
 from devtools.population import build_scenario, create_pool, create_users
+from identity_sync.audit import RunAudit, load_run_record
 from identity_sync.identity import normalise_internal_ids
+from identity_sync.report import read_csv_gz
+from identity_sync.runfiles import RunFiles
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.mariadb]
+DAG_ID = "cognito_user_sync"
 
 
 @pytest.fixture
@@ -64,17 +70,60 @@ def restored_dev(cognito, mariadb_table: TableUnderTest, tmp_path: Path, monkeyp
         connection_variable("users_db_e2e"),
         mysql_connection(MYSQL_SETTINGS["host"], MYSQL_SETTINGS["port"], MYSQL_SETTINGS["database"]),
     )
-    dag = DagBag(dag_folder=PROJECT_ROOT / "dags" / "cognito_user_sync.py").dags["cognito_user_sync"]
+    dag = DagBag(dag_folder=PROJECT_ROOT / "dags" / "cognito_user_sync.py").dags[DAG_ID]
     return dag, scenario, dev_subs, tmp_path / "runs"
 
 
+def _files(runs: Path, run_id: str, environment: str = "dev") -> RunFiles:
+    return RunFiles.for_run(f"file://{runs}", DAG_ID, run_id, environment)
+
+
 def _plan_summary(runs: Path, run_id: str) -> dict:
-    folder = runs / "cognito_user_sync" / run_id.replace(":", "_").replace("+", "_") / "dev"
-    return json.loads((folder / "plan" / "counts.json").read_text())
+    return json.loads(_files(runs, run_id).read_text("plan/counts.json"))
+
+
+def _record(runs: Path, run_id: str) -> RunAudit:
+    return load_run_record(_files(runs, run_id))
+
+
+def _changes_records(runs: Path, run_id: str) -> list[str]:
+    return sorted(p.name for p in Path(_files(runs, run_id).path(".").path).glob("changes.try-*"))
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
 def _run(dag, **conf):
     return dag.test(run_conf={"environments": ["dev"], **conf})
+
+
+def _synced_events(run_id: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "cognito_identity_synced", AssetEvent.source_run_id == run_id)
+        )
+        return [dict(extra) for extra in session.scalars(query)]
+
+
+def _xcom_keys(run_id: str) -> list[tuple[str, int, str]]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.map_index, XComModel.key).where(
+                XComModel.dag_id == DAG_ID, XComModel.run_id == run_id
+            )
+        )
+        return sorted(tuple(row) for row in rows)
 
 
 def test_restore_relinks_every_case_and_a_second_run_changes_nothing(restored_dev, mariadb_table) -> None:
@@ -111,25 +160,110 @@ def test_restore_relinks_every_case_and_a_second_run_changes_nothing(restored_de
     second = _plan_summary(runs, again.run_id)
     assert second["metrics"]["rows_to_write"] == 0
     pd.testing.assert_frame_equal(mariadb_table.rows(), rows)
+    assert _record(runs, again.run_id).rows_written == 0
 
 
-def test_mass_change_without_after_restore_is_refused_at_once_and_writes_nothing(restored_dev, mariadb_table) -> None:
-    dag, _, _, _ = restored_dev
+def test_a_run_records_who_what_and_how_and_emits_the_synced_event(restored_dev) -> None:
+    dag, _, _, runs = restored_dev
+    run = _run(dag, after_restore=True, reason="restore 2026-11-20")
+    assert run.state == "success"
+
+    record, plan = _record(runs, run.run_id), _plan_summary(runs, run.run_id)
+    written = plan["metrics"]["rows_to_write"]
+    assert record.trigger.run_type == "manual" and record.trigger.user == "dag_test"
+    assert record.trigger.conf == {"environments": ["dev"], "after_restore": True, "reason": "restore 2026-11-20"}
+    assert record.params == {  # the effective params: the defaults that applied are recorded too
+        "environments": ["dev"],
+        "dry_run": False,
+        "after_restore": True,
+        "allow_mass_change": False,
+        "reason": "restore 2026-11-20",
+        "approval_timeout_hours": 12.0,
+    }
+    assert (record.mode.dry_run, record.mode.after_restore, record.mode.approval) == (False, True, "not needed")
+    assert record.counts == plan["counts"] and record.rows_written == written > 0
+    assert record.outcome == f"applied: {written:,} rows written"
+    assert {"plan", "issues", "record", "summary", "changes (try 1)"} <= set(record.reports)
+
+    changes = read_csv_gz(_files(runs, run.run_id), "changes.try-1.csv.gz")
+    assert changes["InternalUserID"].nunique() == written
+    assert set(changes["run_reason"]) == {"restore 2026-11-20"}
+
+    (event,) = _synced_events(run.run_id)
+    assert event == {"environment": "dev", "rows_written": written, "counts": plan["counts"]}
+
+    keys = _xcom_keys(run.run_id)  # typed records, one per task instance: nothing fanned out key by key
+    assert [k for k in keys if k[2] == "return_value"] == [
+        ("apply", 0, "return_value"),
+        ("approve", 0, "return_value"),
+        ("environments", -1, "return_value"),
+        ("extract", 0, "return_value"),
+        ("plan", 0, "return_value"),
+        ("report", -1, "return_value"),
+    ]
+    assert {k[2] for k in keys} == {"return_value", "_link_PlanReportLink", "_link_RunRecordLink"}
+
+
+def test_a_mass_change_waits_for_a_person_and_reject_writes_nothing(restored_dev, mariadb_table, approver) -> None:
+    dag, _, _, runs = restored_dev
     before = mariadb_table.rows()
+    person = approver(DAG_ID, "Reject", user="alice")
+    person.start()
+
     run = _run(dag)
-    assert run.state == "failed"
-    states = {(ti.task_id, ti.state, ti.try_number) for ti in run.get_task_instances()}
-    assert ("apply", "failed", 1) in states  # a refusal is not retried
+
+    (asked,) = person.asked
+    assert (asked.task_id, asked.environment, asked.options) == ("approve", "dev", ["Approve", "Reject"])
+    plan = _plan_summary(runs, run.run_id)["metrics"]
+    share = f"{plan['cognito_id_changes']:,} of {plan['table_rows']:,} rows"
+    assert share in asked.subject and share in asked.body
+    assert "max_change_ratio" in asked.body and "after_restore=true" in asked.body  # why the guard tripped
+    assert _files(runs, run.run_id).path("plan.csv.gz").path in asked.body  # where the full plan is
+    assert "| relink |" in asked.body and "Reject" in asked.body
+
+    assert _states(run) == {
+        "environments": "success",
+        "extract": "success",
+        "plan": "success",
+        "approve": "success",
+        "apply": "skipped",
+        "report": "success",
+    }
     pd.testing.assert_frame_equal(mariadb_table.rows(), before)
+    record = _record(runs, run.run_id)
+    assert record.outcome == "rejected by alice: nothing was written"
+    assert (record.mode.approval, record.mode.approved_by, record.rows_written) == ("rejected", "alice", 0)
+    assert _changes_records(runs, run.run_id) == []  # a plan that was not applied leaves no record of writes
+    assert _synced_events(run.run_id) == []
 
 
-def test_dry_run_stops_after_the_plan(restored_dev, mariadb_table) -> None:
+def test_an_approved_mass_change_applies_exactly_the_plan_shown(restored_dev, mariadb_table, approver) -> None:
+    dag, _, _, runs = restored_dev
+    person = approver(DAG_ID, "Approve", user="bob")
+    person.start()
+
+    run = _run(dag, reason="dev restored by hand")
+
+    assert run.state == "success" and len(person.asked) == 1
+    plan = _plan_summary(runs, run.run_id)["metrics"]
+    record = _record(runs, run.run_id)
+    assert (record.mode.approval, record.mode.approved_by) == ("approved", "bob")
+    assert record.rows_written == plan["rows_to_write"] > 0
+    assert _changes_records(runs, run.run_id) == ["changes.try-1.csv.gz"]
+    assert _synced_events(run.run_id)[0]["rows_written"] == plan["rows_to_write"]
+    again = _plan_summary(runs, _run(dag, after_restore=True).run_id)
+    assert again["metrics"]["rows_to_write"] == 0  # what was approved is what was written
+
+
+def test_dry_run_stops_after_the_plan_and_leaves_no_record_of_writes(restored_dev, mariadb_table) -> None:
     dag, scenario, _, runs = restored_dev
     before = mariadb_table.rows()
     run = _run(dag, after_restore=True, dry_run=True)
     assert run.state == "success"
     assert _plan_summary(runs, run.run_id)["counts"] == scenario.expected_dev
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states["apply"] == "skipped"
-    assert states["report"] == "success"
+    states = _states(run)
+    assert (states["approve"], states["apply"], states["report"]) == ("skipped", "skipped", "success")
     pd.testing.assert_frame_equal(mariadb_table.rows(), before)
+    record = _record(runs, run.run_id)
+    assert record.mode.dry_run and record.outcome == "dry run: plan only, nothing written"
+    assert _files(runs, run.run_id).exists("plan.csv.gz") and _changes_records(runs, run.run_id) == []
