@@ -32,8 +32,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Starts private MariaDB servers of its own (never the shared one); about 25 minutes. Never part of `make test`.
 bench: install
-	scripts/ensure-mariadb.sh
 	$(BIN)/python -m bench
 
 # A real deployment on this machine (PostgreSQL, Redis, Celery with two workers, every Airflow

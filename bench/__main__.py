@@ -31,6 +31,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", default="100000,1000000", help="users per reconcile case, comma-separated")
     parser.add_argument("--servers", default="stock,production", help="server settings (bench/servers.py)")
     parser.add_argument("--links", default="loopback,0.5ms,2ms", help="links (bench/servers.py)")
+    parser.add_argument(
+        "--large-links", default="loopback,0.5ms", help="links of the product's cases at 1M users (per-row: all)"
+    )
     parser.add_argument("--reps", type=int, default=3, help="runs of every figure")
     parser.add_argument("--pool-users", type=int, default=20_000, help="users in the extraction pool")
     parser.add_argument("--list-users-rps", type=float, default=28.0, help="the sliced extraction's rate")
@@ -62,6 +65,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             links=args.links.split(","),
             reps=args.reps,
             workdir=workdir,
+            large_links=args.large_links.split(","),
         )
         out["reconcile"] = reconcile.run(matrix)
     if "extraction" in only:

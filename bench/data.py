@@ -14,7 +14,6 @@ than any real run.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,15 @@ def other(side: str) -> str:
 
 
 def _uuids(n: int, rng: np.random.Generator) -> list[str]:
-    raw = rng.bytes(16 * n)
-    return [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * n, 16)]
+    """``n`` random version-4 UUIDs as text (one hex string sliced: 3x quicker than uuid.UUID at 1M)."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ class Population:
     def pool(self, side: str) -> Path:
         """The pool of ``side`` (Parquet, the frame extract_pool returns), rows in listing order."""
         return self.folder / f"pool-{side}.parquet"
+
+    def subs_file(self, side: str) -> Path:
+        """UserID and ``side``'s sub, by UserID (tab-separated): the floor case's staging."""
+        return self.folder / f"subs-{side}.tsv"
 
     @property
     def table_file(self) -> Path:
@@ -99,6 +109,10 @@ def build(users: int, folder: Path, seed: int = 7) -> Population:
         }
     )
     table.to_csv(population.table_file, sep="\t", header=False, index=False)
+    for side in SIDES:
+        pd.DataFrame({"UserID": table["UserID"], "sub": subs[side]}).to_csv(
+            population.subs_file(side), sep="\t", header=False, index=False
+        )
     return population
 
 

@@ -5,7 +5,10 @@ link (loopback, +0.5 ms and +2 ms round trip), ``reps`` times:
 
 - post-restore: the extract, plan and apply tasks (bench/tasks.py) with the pool of the
   side the table is not on, so every CognitoID changes;
-- nightly: the same tasks with the pool of the side it is on, so nothing changes;
+- nightly: the same tasks with the pool of the side it is on, so nothing changes
+  (at ``LARGE`` users, on ``large_links`` only: a 1M case takes most of a minute);
+- floor (at ``LARGE`` users, loopback): the bare set-based UPDATE, with the unique index
+  and without it (bench/floor.py);
 - per-row: today's helper, one UPDATE per user, over the link. Over a slow link a
   million round trips take longer than the whole bench may, so per-row runs over a fixed
   sample of the pool (``PER_ROW_SAMPLE``, in listing order) on the full-size table, and
@@ -24,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import data, servers, tasks
+from bench import data, floor, servers, tasks
 from bench.data import Population, other
+from bench.tracing import APPLY_PHASES
 from devtools.private_mariadb import PrivateMariaDB
 
-PER_ROW_SAMPLE = {"loopback": 100_000, "0.5ms": 20_000, "2ms": 5_000}  # users per per-row run, at most
+LARGE = 1_000_000
+PER_ROW_SAMPLE = {"loopback": 50_000, "0.5ms": 20_000, "2ms": 5_000}  # users per per-row run, at most
 
 
 @dataclass
@@ -38,8 +43,13 @@ class Matrix:
     links: list[str]
     reps: int
     workdir: Path
+    floor: bool = True  # at LARGE users: the bare UPDATE with and without the unique index
+    large_links: list[str] | None = None  # product cases at LARGE users and above run on these links only
     records: list[dict[str, Any]] = field(default_factory=list)
     progress: bool = True
+
+    def product_runs(self, users: int, link: str) -> bool:
+        return users < LARGE or self.large_links is None or link in self.large_links
 
     def note(self, text: str) -> None:
         if self.progress:
@@ -84,7 +94,7 @@ def sync_case(server: PrivateMariaDB, settings: Any, population: Population, sid
         server_status = _delta(before, servers.status(server))
     finally:
         shutil.rmtree(Path(extract_folder(settings, run)), ignore_errors=True)
-    phases = {"read": extract["read"], "plan": plan["plan"], **{k: apply[k] for k in ("stage", "drift", "update")}}
+    phases = {"read": extract["read"], "plan": plan["plan"], **{k: apply[k] for k in APPLY_PHASES}}
     return {
         **phases,
         "report": plan["report"] + apply["report"],
@@ -125,14 +135,14 @@ def per_row_case(port: int, table: str, population: Population, side: str, size:
 def _product_reps(matrix: Matrix, server: PrivateMariaDB, table: str, population: Population, side: str, where: dict):
     settings = tasks.settings_for(table, matrix.workdir / "runs")
     for rep in range(matrix.reps):
-        servers.quiesce(server)
+        waited = servers.quiesce(server)
         restore = sync_case(server, settings, population, other(side), after_restore=True)
         side = other(side)
-        matrix.records.append({**where, "case": "post-restore", "rep": rep, **restore})
+        matrix.records.append({**where, "case": "post-restore", "rep": rep, "quiesce_s": waited, **restore})
         matrix.note(f"{where['link']}: post-restore {restore['read_plan_apply']:.1f}s, {restore['rows_written']} rows")
-        servers.quiesce(server)
+        waited = servers.quiesce(server)
         nightly = sync_case(server, settings, population, side, after_restore=False)
-        matrix.records.append({**where, "case": "nightly", "rep": rep, **nightly})
+        matrix.records.append({**where, "case": "nightly", "rep": rep, "quiesce_s": waited, **nightly})
         matrix.note(f"{where['link']}: nightly {nightly['read_plan_apply']:.1f}s, {nightly['rows_written']} rows")
     return side
 
@@ -143,13 +153,34 @@ def _per_row_reps(
     size = min(population.users, PER_ROW_SAMPLE[where["link"]])
     sample_side = side
     for rep in range(matrix.reps):
-        servers.quiesce(server)
+        waited = servers.quiesce(server)
         result = per_row_case(port, table, population, other(sample_side), size)
         sample_side = other(sample_side)
-        matrix.records.append({**where, "case": "per-row", "rep": rep, **result})
+        matrix.records.append({**where, "case": "per-row", "rep": rep, "quiesce_s": waited, **result})
         matrix.note(f"{where['link']}: per-row {size:,} users {result['seconds']:.1f}s")
     if sample_side != side:
         tasks.in_child(_revert_task, server, table, population, side, size)
+
+
+def _floor_reps(
+    matrix: Matrix, server: PrivateMariaDB, table: str, population: Population, side: str, where: dict
+) -> str:
+    """The bare UPDATE, with the unique CognitoID index and without it (bench/floor.py)."""
+    index = floor.cognito_index(server, table)
+    for case, indexed in (("floor, unique index", True), ("floor, no index", False)):
+        if not indexed and index:
+            tasks.in_child(floor.set_index, server, table, index, False)
+        for rep in range(matrix.reps):
+            waited = servers.quiesce(server)
+            load = os.getloadavg()[0]
+            result = tasks.in_child(floor.floor_task, server, table, population, other(side))
+            side = other(side)
+            record = {**where, "case": case, "rep": rep, "quiesce_s": waited, **result}
+            matrix.records.append(record | {"loadavg": [load, os.getloadavg()[0]]})
+            matrix.note(f"{where['link']}: {case}: UPDATE {result['update_s']:.1f}s")
+        if not indexed and index:
+            tasks.in_child(floor.set_index, server, table, index, True)
+    return side
 
 
 def run_server(matrix: Matrix, name: str, populations: dict[int, Population]) -> None:
@@ -164,7 +195,10 @@ def run_server(matrix: Matrix, name: str, populations: dict[int, Population]) ->
                 with servers.link(server, servers.LINKS[link_name]) as link:
                     tasks.set_connection(link["port"])
                     where = {"server": name, "users": users, "link": link_name, "link_rtt": link}
-                    side = _product_reps(matrix, server, table, population, side, where)
+                    if matrix.product_runs(users, link_name):
+                        side = _product_reps(matrix, server, table, population, side, where)
+                    if users >= LARGE and link_name == "loopback" and matrix.floor:
+                        side = _floor_reps(matrix, server, table, population, side, where)
                     _per_row_reps(matrix, server, link["port"], table, population, side, where)
             conn = servers.admin(server)
             conn.cursor().execute(f"DROP TABLE `{table}`")

@@ -19,7 +19,7 @@ from typing import Any
 from devtools.private_mariadb import MARIADBD
 
 TASKS = ("extract", "plan", "apply")
-PHASES = ("read", "plan", "stage", "drift", "update", "report")
+PHASES = ("read", "plan", "stage", "drift", "checks", "update", "report")
 GOAL_MINUTES = 25
 
 
@@ -60,6 +60,13 @@ def spread(values: Iterable[float]) -> dict[str, float]:
 
 FIGURES = (*PHASES, "read_plan_apply", "all_tasks", "max_peak_mb", "rows_written", "statements_sent")
 PER_ROW_FIGURES = ("seconds", "all_users_seconds", "per_user_ms", "sample", "rows_written")
+FLOOR_FIGURES = ("stage_s", "update_s", "rows_written")
+
+
+def _figure_keys(case: str) -> tuple[str, ...]:
+    if case == "per-row":
+        return PER_ROW_FIGURES
+    return FLOOR_FIGURES if case.startswith("floor") else FIGURES
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,9 +78,9 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (server, users, link, case), runs in groups.items():
         figures: dict[str, Any] = {"server": server, "users": users, "link": link, "case": case, "reps": len(runs)}
         figures["link_rtt"] = runs[0]["link_rtt"]
-        for key in PER_ROW_FIGURES if case == "per-row" else FIGURES:
+        for key in _figure_keys(case):
             figures[key] = spread(run[key] for run in runs)
-        if case != "per-row":
+        if case in ("post-restore", "nightly"):
             for task in TASKS:
                 figures[f"peak_mb_{task}"] = spread(run["peak_mb"][task] for run in runs)
             status = [run["server_status"] for run in runs]

@@ -81,6 +81,20 @@ def phase_table(summary: list[dict[str, Any]], case: str) -> str:
     return "\n".join(lines)
 
 
+def floor_table(summary: list[dict[str, Any]]) -> str:
+    lines = [
+        "| server | users | case | staging (LOAD DATA, 2 columns), s | UPDATE + COMMIT, s | rows |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for row in summary:
+        if row["case"].startswith("floor"):
+            lines.append(
+                f"| {row['server']} | {row['users']:,} | {row['case']} | {_m(row['stage_s'], '.2f')} | "
+                f"{_m(row['update_s'], '.2f')} | {row['rows_written']['median']:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def extraction_table(records: list[dict[str, Any]]) -> str:
     lines = [
         "| case | seconds | calls | calls/s | of quota | failed | complete |",
@@ -121,6 +135,8 @@ def render(out: dict[str, Any]) -> str:
             "### Phases and peak memory per task: post-restore\n\n" + phase_table(out["summary"], "post-restore"),
             "### Phases and peak memory per task: nightly\n\n" + phase_table(out["summary"], "nightly"),
         ]
+        if any(row["case"].startswith("floor") for row in out["summary"]):
+            parts.append("### The write's floor: one bare UPDATE ... JOIN\n\n" + floor_table(out["summary"]))
     if out["extraction"]:
         parts.append("### Extraction\n\n" + extraction_table(out["extraction"]))
     if out["backfill"]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from identity_sync.sql import SQL_DIR, Dialect, statements
+from identity_sync.sql import SQL_DIR, Dialect
 
 
 @dataclass(frozen=True)
@@ -42,28 +42,52 @@ def _normal(sql: str) -> str:
     return " ".join(sql.split())
 
 
-def statement_names(dialect: Dialect, table: str) -> dict[str, str]:
-    """SQL text (whitespace-normalised) -> the include/sql file it comes from, for ``table``."""
-    names: dict[str, str] = {}
+@dataclass(frozen=True)
+class StatementNames:
+    """Names executed SQL after the include/sql file it came from (``file[column]`` where it has one)."""
+
+    patterns: list[tuple[re.Pattern[str], str]]
+
+    def name(self, sql: str) -> str:
+        text = _normal(sql)
+        for pattern, name in self.patterns:
+            match = pattern.fullmatch(text)
+            if match:
+                return f"{name}[{match.group('column')}]" if "column" in pattern.groupindex else name
+        return " ".join(text.split()[:6])
+
+
+def _pattern(template: str, table_identifier: str) -> re.Pattern[str]:
+    text = re.escape(_normal(template)).replace(re.escape("{table}"), re.escape(table_identifier))
+    text = text.replace(re.escape("%s"), "%s")
+    first = text.find(re.escape("{column}"))
+    if first >= 0:
+        text = text[:first] + "`?(?P<column>\\w+)`?" + text[first + len(re.escape("{column}")) :]
+    for placeholder in ("{column}", "{staged}", "{ids}"):
+        text = text.replace(re.escape(placeholder), ".*?")
+    return re.compile(text, re.S)
+
+
+def statement_names(dialect: Dialect, table: str) -> StatementNames:
+    """Patterns of every statement in include/sql (shared and ``dialect``'s) for ``table``."""
+    patterns = []
     for path in sorted({*SQL_DIR.glob("*.sql"), *(SQL_DIR / dialect.name).glob("*.sql")}):
-        try:
-            parts = statements(path.stem, dialect, table)
-        except (ValueError, OSError):
-            continue
-        for index, sql in enumerate(parts):
-            names.setdefault(_normal(sql), path.stem if index == 0 else f"{path.stem}#{index + 1}")
-    return names
+        lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("--")]
+        parts = [part for part in "\n".join(lines).split(";") if part.strip()]
+        for index, part in enumerate(parts):
+            name = path.stem if index == 0 else f"{path.stem}#{index + 1}"
+            patterns.append((_pattern(part, dialect.identifier(table)), name))
+    return StatementNames(patterns)
 
 
 class TracedCursor:
-    def __init__(self, cursor: Any, trace: Trace, names: dict[str, str]) -> None:
+    def __init__(self, cursor: Any, trace: Trace, names: StatementNames) -> None:
         self._cursor = cursor
         self._trace = trace
         self._names = names
 
     def _name(self, sql: Any) -> str:
-        text = _normal(sql.decode() if isinstance(sql, bytes) else str(sql))
-        return self._names.get(text) or " ".join(text.split()[:3])
+        return self._names.name(sql.decode() if isinstance(sql, bytes) else str(sql))
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         started = time.perf_counter()
@@ -95,7 +119,7 @@ class TracedCursor:
 class TracedConnection:
     """A DB-API connection that records what goes through it; everything else is the connection's own."""
 
-    def __init__(self, connection: Any, trace: Trace, names: dict[str, str]) -> None:
+    def __init__(self, connection: Any, trace: Trace, names: StatementNames) -> None:
         object.__setattr__(self, "_connection", connection)
         object.__setattr__(self, "_trace", trace)
         object.__setattr__(self, "_names", names)
@@ -124,27 +148,44 @@ class TracedConnection:
         setattr(self._connection, name, value)
 
 
-def _writes_users(sql: str, table: str) -> bool:
-    return re.match(rf"\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+`?{re.escape(table)}`?[\s(]", sql, re.I) is not None
+def _writes_users(item: Executed, table: str) -> bool:
+    pattern = rf"\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+`?{re.escape(table)}`?[\s(]"
+    return re.match(pattern, item.sql, re.I) is not None
 
 
 def _is_drift_check(item: Executed) -> bool:
-    return "drift" in item.name or "present" in item.name or re.search(r"\bFOR\s+UPDATE\b", item.sql, re.I) is not None
+    return item.name.startswith(("lock_", "unsettled_", "count_drifted", "count_present")) or bool(
+        re.search(r"\bFOR\s+UPDATE\b", item.sql, re.I)
+    )
+
+
+def _is_collision_check(item: Executed) -> bool:
+    return item.name.startswith(("held_by", "inserts_held", "planned_twice"))
+
+
+APPLY_PHASES = ("stage", "drift", "checks", "update")
 
 
 def apply_phases(trace: Trace, table: str, started: float, ended: float) -> dict[str, float]:
-    """stage / drift / update seconds of one apply that ran from ``started`` to ``ended``.
+    """stage / drift / checks / update seconds of one apply that ran from ``started`` to ``ended``.
 
-    stage: everything before the first drift check (reading the saved plan, building and
-    loading the staging rows); drift: from the first drift check to the first write to
-    ``table``; update: from that write to the end (the writes, dropping the staging, commit).
-    A phase whose marker never ran is 0 (the nightly run sends nothing at all).
+    Each phase starts at the first statement of its kind: stage at the start (reading the
+    saved plan, building and loading the staging rows), drift at the first locking read
+    of the staged rows, checks at the first collision query, update at the first write to
+    ``table``; each ends where the next begins, update at ``ended``. A phase whose
+    statements never ran is 0 (a nightly run sends nothing at all).
     """
-    drift_at = next((e.started for e in trace.executed if _is_drift_check(e)), None)
-    write_at = next((e.started for e in trace.executed if _writes_users(e.sql, table)), None)
-    stage_end = drift_at if drift_at is not None else (write_at if write_at is not None else ended)
-    drift_end = write_at if write_at is not None else (ended if drift_at is not None else stage_end)
-    return {"stage": stage_end - started, "drift": drift_end - stage_end, "update": ended - drift_end}
+    markers = (_is_drift_check, _is_collision_check, lambda item: _writes_users(item, table))
+    starts: list[float | None] = [started]
+    starts += [next((e.started for e in trace.executed if marker(e)), None) for marker in markers]
+    starts.append(ended)
+    for index in range(len(starts) - 2, 0, -1):  # an absent phase starts (and ends) where the next one does
+        if starts[index] is None:
+            starts[index] = starts[index + 1]
+    bounds = [float(x) for x in starts if x is not None]
+    for index in range(1, len(bounds)):
+        bounds[index] = max(bounds[index], bounds[index - 1])
+    return {phase: bounds[k + 1] - bounds[k] for k, phase in enumerate(APPLY_PHASES)}
 
 
 def per_statement(trace: Trace) -> dict[str, dict[str, float]]:
