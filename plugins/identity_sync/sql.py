@@ -1,7 +1,9 @@
 """The statements in include/sql/, per dialect, with the table name filled in safely.
 
-Values always travel as parameters. The only thing substituted into the text is the
-table name, which config validates as a plain identifier and which is quoted here.
+Values always travel as parameters. The only things substituted into the text are the
+table name, which config validates as a plain identifier and which is quoted here, one
+of the two unique key columns the sync writes (a fixed list, never input) with its
+staging table, and a run of placeholders for a list of ids.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Dialect:
 MYSQL = Dialect("mysql", "%s", "`")
 SQLITE = Dialect("sqlite", "?", '"')
 DIALECTS = {"mysql": MYSQL, "sqlite": SQLITE}
+# The unique key columns the apply writes, each staged in a temporary table of its own.
+STAGED_KEY_TABLES = {"CognitoID": "sync_staged_cognito_ids", "Email": "sync_staged_emails"}
 
 
 def dialect_for(conn_type: str) -> Dialect:
@@ -45,22 +49,32 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
-def statements(name: str, dialect: Dialect, table: str | None = None) -> list[str]:
-    """The statements of ``include/sql/<dialect>/<name>.sql`` (or the shared ``<name>.sql``)."""
+def statements(
+    name: str, dialect: Dialect, table: str | None = None, *, column: str | None = None, ids: int = 0
+) -> list[str]:
+    """The statements of ``include/sql/<dialect>/<name>.sql`` (or the shared ``<name>.sql``).
+
+    ``column`` fills ``{column}`` and ``{staged}`` (a key of STAGED_KEY_TABLES only);
+    ``ids`` fills ``{ids}`` with that many placeholders, for ``IN ({ids})``.
+    """
     path = SQL_DIR / dialect.name / f"{name}.sql"
     if not path.exists():
         path = SQL_DIR / f"{name}.sql"
     text = _read(path)
     if table is not None:
         text = text.replace("{table}", dialect.identifier(table))
-    text = text.replace("%s", dialect.placeholder)
+    if column is not None:
+        if column not in STAGED_KEY_TABLES:
+            raise ValueError(f"not a staged key column: {column!r}")
+        text = text.replace("{column}", dialect.identifier(column)).replace("{staged}", STAGED_KEY_TABLES[column])
+    text = text.replace("%s", dialect.placeholder).replace("{ids}", ", ".join([dialect.placeholder] * ids))
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def statement(name: str, dialect: Dialect, table: str | None = None) -> str:
+def statement(name: str, dialect: Dialect, table: str | None = None, *, column: str | None = None, ids: int = 0) -> str:
     """The single statement of a file."""
-    (only,) = statements(name, dialect, table)
+    (only,) = statements(name, dialect, table, column=column, ids=ids)
     return only
 
 

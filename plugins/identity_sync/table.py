@@ -1,8 +1,11 @@
 """The Users table: read it, and apply a Plan in one transaction under a per-environment lock.
 
-Set-based: the changed rows are staged into temporary tables with executemany, then a
-handful of statements join them onto Users. Nothing else touches the table, so the
-plan is the complete record of what a run changed.
+Set-based and lean: each changed key column is staged on its own (UserID, expected id,
+old and new value, sorted by UserID; in bulk through ``staging``), every row to change is
+locked before it is checked (no lost update), the checks compare exact stored values,
+the server finds unique-key collisions with the column's own collation and each becomes a
+per-row conflict, and one plain ``UPDATE ... JOIN`` per column writes exactly the staged
+rows. Nothing else touches the table, so the plan is the complete record of a run.
 """
 
 from __future__ import annotations
@@ -11,41 +14,39 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions, unfit_reasons
 from identity_sync.config import Environment
-from identity_sync.identity import email_keys, member_of, new_internal_id
-from identity_sync.reconcile import TABLE_COLUMNS, Plan
-from identity_sync.sql import Dialect, dialect_for, statement, statements
+from identity_sync.guards import RefusedError
+from identity_sync.identity import ColumnLimit, new_internal_id
+from identity_sync.reconcile import INSERT_COLUMNS, ISSUE_COLUMNS, TABLE_COLUMNS, Plan
+from identity_sync.sql import STAGED_KEY_TABLES, Dialect, dialect_for, statement, statements
+from identity_sync.staging import Stager
 
 log = logging.getLogger(__name__)
 
-
-STAGE_BATCH = 50_000  # rows per executemany: bounds the memory of the Python tuples, not the transaction
-STAGED_CHANGE_COLUMNS = [  # the order of include/sql/stage_change.sql
-    "UserID",
-    "ExpectedInternalUserID",
-    "SetCognitoID",
-    "ClearCognitoID",
-    "OldCognitoID",
-    "NewCognitoID",
-    "SetEmail",
-    "ClearEmail",
-    "OldEmail",
-    "NewEmail",
-]
-STAGED_INSERT_COLUMNS = ["InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
+KEY_COLUMNS = list(STAGED_KEY_TABLES)  # CognitoID, Email: the unique keys an update writes
+STAGED_KEY_COLUMNS = ["UserID", "ExpectedInternalUserID", "OldValue", "NewValue"]
+LIMITED_COLUMNS = ["CognitoID", "Email", "FirstName", "LastName"]
+TABLE_FIRST_SHARE = 0.3  # above this share of the table changing, Users drives the UPDATE's join
+IDS_PER_STATEMENT = 1000  # ids per ``IN (...)`` list
+DRIFT_IDS_SHOWN = 20
 
 
-class PlanDriftError(RuntimeError):
-    """The table changed between planning and applying; nothing was written."""
+class PlanDriftError(RefusedError):
+    """The table changed between planning and applying; nothing was written. Not retried: re-plan."""
 
 
 class UniqueKeyViolationError(RuntimeError):
     """A write would have duplicated a unique key; rolled back. The message names the key, not the value."""
+
+
+class LockNotAcquiredError(RuntimeError):
+    """Another run holds this environment's lock."""
 
 
 def _unique_key_message(exc: Exception) -> str:
@@ -56,26 +57,146 @@ def _unique_key_message(exc: Exception) -> str:
     return f"a write would duplicate unique key {where}; the transaction was rolled back, nothing was written"
 
 
-class LockNotAcquiredError(RuntimeError):
-    """Another run holds this environment's lock."""
+def _empty_conflicts() -> pd.DataFrame:
+    return pd.DataFrame(columns=ISSUE_COLUMNS)
 
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What one apply wrote (only what was really written) and the rows it turned into conflicts."""
+
     rows_updated: int
     rows_inserted: int
     cognito_ids_set: int
     emails_set: int
+    conflicts: pd.DataFrame = field(default_factory=_empty_conflicts, compare=False, repr=False)
+    already_applied: bool = False  # a retry after our own commit: the table was at the plan's target
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, int | bool]:
+        return {
+            "rows_updated": self.rows_updated,
+            "rows_inserted": self.rows_inserted,
+            "cognito_ids_set": self.cognito_ids_set,
+            "emails_set": self.emails_set,
+            "conflicts": len(self.conflicts),
+            "already_applied": self.already_applied,
+        }
+
+
+@dataclass
+class StagedWork:
+    """The plan as the apply stages it: per key column the rows that change it, and the inserts."""
+
+    keys: dict[str, pd.DataFrame]
+    inserts: pd.DataFrame
+    table_rows: int = 0  # from the plan's metrics: how large a share of the table changes
+    conflicts: list[pd.DataFrame] = field(default_factory=list)
+    clear: dict[str, list[int]] = field(default_factory=dict)  # rows whose value another staged row takes
+    already_done: int = 0
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> StagedWork:
+        keys = {}
+        for column in KEY_COLUMNS:
+            mine = plan.changes[plan.changes["column"].astype("string") == column]
+            frame = pd.DataFrame(
+                {
+                    "UserID": mine["UserID"].astype("int64").to_numpy(),
+                    "ExpectedInternalUserID": mine["InternalUserID"].astype("string").to_numpy(),
+                    "OldValue": mine["old"].astype("string").to_numpy(),
+                    "NewValue": mine["new"].astype("string").to_numpy(),
+                    "sub": mine["sub"].astype("string").to_numpy(),
+                }
+            )
+            keys[column] = frame.sort_values("UserID", ignore_index=True)
+        inserts = plan.inserts[INSERT_COLUMNS].astype("string").sort_values("InternalUserID", ignore_index=True)
+        return cls(keys=keys, inserts=inserts, table_rows=int(plan.metrics.get("table_rows", 0)))
+
+    @property
+    def empty(self) -> bool:
+        return self.inserts.empty and all(frame.empty for frame in self.keys.values())
+
+    def demote_rows(self, column: str, reasons: dict[int, str]) -> None:
+        """Take these rows' change of ``column`` out of the apply, each a conflict with its reason."""
+        frame = self.keys[column]
+        hit = frame["UserID"].isin(list(reasons))
+        out = frame[hit]
+        self.conflicts.append(
+            pd.DataFrame(
+                {
+                    "sub": out["sub"].to_numpy(),
+                    "username": pd.NA,
+                    "InternalUserID": out["ExpectedInternalUserID"].to_numpy(),
+                    "UserID": out["UserID"].to_numpy(),
+                    "email": pd.NA,
+                    "category": "conflict",
+                    "reason": out["UserID"].map(reasons).to_numpy(),
+                }
+            )
+        )
+        self.keys[column] = frame[~hit].reset_index(drop=True)
+
+    def demote_inserts(self, reasons: dict[str, str]) -> None:
+        hit = self.inserts["InternalUserID"].isin(list(reasons))
+        out = self.inserts[hit]
+        self.conflicts.append(
+            pd.DataFrame(
+                {
+                    "sub": out["CognitoID"].to_numpy(),
+                    "username": pd.NA,
+                    "InternalUserID": out["InternalUserID"].to_numpy(),
+                    "UserID": pd.NA,
+                    "email": pd.NA,
+                    "category": "conflict",
+                    "reason": out["InternalUserID"].map(reasons).to_numpy(),
+                }
+            )
+        )
+        self.inserts = self.inserts[~hit].reset_index(drop=True)
+
+    def demote_unfit(self, limits: dict[str, ColumnLimit]) -> None:
+        """Values their column cannot hold become conflicts here, before anything is staged."""
+        for column, frame in self.keys.items():
+            why = unfit_reasons(frame["NewValue"], column, limits.get(column))
+            self.demote_rows(column, dict(zip(frame.loc[why.notna(), "UserID"], why.dropna(), strict=True)))
+        why = pd.Series(pd.NA, index=self.inserts.index, dtype="string")
+        for column in LIMITED_COLUMNS:
+            why = why.fillna(unfit_reasons(self.inserts[column], column, limits.get(column)))
+        self.demote_inserts(dict(zip(self.inserts.loc[why.notna(), "InternalUserID"], why.dropna(), strict=True)))
+
+    def result(self, inserted: int, already_applied: bool = False) -> ApplyResult:
+        updated = pd.concat([frame["UserID"] for frame in self.keys.values()]).nunique()
+        parts = [c for c in self.conflicts if len(c)]
+        conflicts = pd.concat(parts, ignore_index=True) if parts else _empty_conflicts()
+        return ApplyResult(
+            rows_updated=int(updated),
+            rows_inserted=inserted,
+            cognito_ids_set=len(self.keys["CognitoID"]),
+            emails_set=len(self.keys["Email"]),
+            conflicts=conflicts[ISSUE_COLUMNS],
+            already_applied=already_applied,
+        )
 
 
 def database_hook(conn_id: str) -> Any:
-    """The DbApiHook of a connection (MySqlHook or SqliteHook), chosen by its conn_type."""
+    """The DbApiHook of a connection (MySqlHook or SqliteHook), chosen by its conn_type.
+
+    MySqlHook enables the client's LOAD DATA LOCAL only when asked (a hook argument, not
+    an extra it reads): the connection's extra ``{"local_infile": true}`` asks for it.
+    """
     from airflow.sdk import BaseHook
 
-    return BaseHook.get_connection(conn_id).get_hook()
+    connection = BaseHook.get_connection(conn_id)
+    wants_bulk = connection.conn_type == "mysql" and bool(connection.extra_dejson.get("local_infile"))
+    return connection.get_hook(hook_params={"local_infile": True} if wants_bulk else None)
+
+
+def _quietly(action: Any, what: str) -> None:
+    """Clean-up while an error (or a commit) decides the outcome: its own failure must not mask that."""
+    try:
+        action()
+    except Exception as exc:  # the server may be gone: that is what the first error already says
+        log.warning("%s failed too (%s %s); the first error is the one that counts", what, type(exc).__name__, exc)
 
 
 class UsersTable:
@@ -86,6 +207,7 @@ class UsersTable:
         self.dialect = dialect
         self.table = table
         self.lock_name = lock_name
+        self.stager = Stager(bulk=dialect.name == "mysql", warning_count_sql=self._sql("warning_count"))
 
     @classmethod
     @contextmanager
@@ -98,12 +220,21 @@ class UsersTable:
         finally:
             connection.close()
 
+    def _sql(self, name: str, column: str | None = None, ids: int = 0) -> str:
+        if self.dialect.name != "mysql" and name == "warning_count":
+            return ""
+        return statement(name, self.dialect, self.table, column=column, ids=ids)
+
     def _statement(self, name: str) -> str:
-        return statement(name, self.dialect, self.table)
+        return self._sql(name)
 
     def _scalar(self, cursor: Any, name: str, params: tuple[Any, ...] = ()) -> Any:
         cursor.execute(self._statement(name), params)
         return cursor.fetchone()[0]
+
+    def _rows(self, cursor: Any, name: str, column: str | None = None) -> list[tuple[Any, ...]]:
+        cursor.execute(self._sql(name, column))
+        return list(cursor.fetchall())
 
     def read(self) -> pd.DataFrame:
         """UserID, InternalUserID, CognitoID, Email of every row."""
@@ -128,6 +259,18 @@ class UsersTable:
             cursor.close()
         frame["UserID"] = frame["UserID"].astype("int64")
         return frame.astype({c: "string" for c in frame.columns if c != "UserID"})
+
+    def column_limits(self) -> dict[str, ColumnLimit]:
+        """Width and character set of CognitoID, Email, FirstName, LastName (SQLite: none, {})."""
+        if self.dialect.name != "mysql":
+            return {}
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self._statement("column_limits"), (self.table,))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return {str(name): ColumnLimit(int(width), str(charset)) for name, width, charset in rows if width}
 
     def assign_missing_ids(self, batch_size: int = 50_000, lock_timeout: int = 30) -> int:
         """Give every row without an InternalUserID a new random one; one transaction per batch.
@@ -154,118 +297,227 @@ class UsersTable:
             log.info("assigned InternalUserIDs: %d of %d rows", min(start + batch_size, len(missing)), len(missing))
         return assigned
 
+    # -- transactions ------------------------------------------------------------------------
+
     @contextmanager
     def transaction(self, lock_timeout: int = 30) -> Iterator[Any]:
-        """BEGIN .. COMMIT under the environment's lock; any exception rolls everything back."""
+        """BEGIN .. COMMIT under the environment's lock, in a strict session; any exception rolls back.
+
+        BEGIN, COMMIT and ROLLBACK are all statements of include/sql. When the server dies,
+        the error raised is the one that failed first, never the follow-on of the clean-up.
+        """
         cursor = self.connection.cursor()
-        locked = False
         try:
-            if self.dialect.name == "mysql":
-                if self._scalar(cursor, "acquire_lock", (self.lock_name, lock_timeout)) != 1:
-                    raise LockNotAcquiredError(
-                        f"lock {self.lock_name!r} is held by another run (waited {lock_timeout}s); nothing was written"
-                    )
-                locked = True
-            else:
-                self.connection.isolation_level = None  # our BEGIN/COMMIT, not sqlite3's implicit ones
-            for sql in statements("begin", self.dialect):
-                cursor.execute(sql)
-            try:
-                yield cursor
-                self.connection.commit() if self.dialect.name == "mysql" else cursor.execute("COMMIT")
-            except BaseException:
-                self.connection.rollback() if self.dialect.name == "mysql" else cursor.execute("ROLLBACK")
-                raise
+            with self._environment_lock(cursor, lock_timeout), self._strict_session(cursor):
+                for sql in statements("begin", self.dialect):
+                    cursor.execute(sql)
+                try:
+                    yield cursor
+                except BaseException:
+                    _quietly(lambda: cursor.execute(self._statement("rollback")), "ROLLBACK")
+                    raise
+                cursor.execute(self._statement("commit"))
         finally:
-            if locked:
-                cursor.execute(self._statement("release_lock"), (self.lock_name,))
-                cursor.fetchall()
-            cursor.close()
+            _quietly(cursor.close, "closing the cursor")
+
+    @contextmanager
+    def _environment_lock(self, cursor: Any, lock_timeout: int) -> Iterator[None]:
+        """MySQL's named lock per environment (SQLite: BEGIN IMMEDIATE is the lock)."""
+        if self.dialect.name != "mysql":
+            yield
+            return
+        if self._scalar(cursor, "acquire_lock", (self.lock_name, lock_timeout)) != 1:
+            raise LockNotAcquiredError(
+                f"lock {self.lock_name!r} is held by another run (waited {lock_timeout}s); nothing was written"
+            )
+
+        def release() -> None:
+            cursor.execute(self._statement("release_lock"), (self.lock_name,))
+            cursor.fetchall()
+
+        try:
+            yield
+        finally:
+            _quietly(release, "releasing the environment lock")
+
+    @contextmanager
+    def _strict_session(self, cursor: Any) -> Iterator[None]:
+        """STRICT_ALL_TABLES for this session while we write (a value that does not fit fails, never
+        shrinks); the session's own mode is put back after. SQLite: our own BEGIN/COMMIT."""
+        if self.dialect.name != "mysql":
+            self.connection.isolation_level = None  # no implicit transactions of sqlite3
+            yield
+            return
+        saved = self._scalar(cursor, "read_sql_mode")
+        cursor.execute(self._statement("strict_sql_mode"))
+        try:
+            yield
+        finally:
+            _quietly(lambda: cursor.execute(self._statement("restore_sql_mode"), (saved,)), "restoring sql_mode")
+
+    # -- apply -------------------------------------------------------------------------------
 
     def apply(self, plan: Plan, lock_timeout: int = 30) -> ApplyResult:
-        """Apply the plan's changes and inserts, all or nothing."""
-        changes = staged_changes(plan.changes)
-        inserts = plan.inserts[STAGED_INSERT_COLUMNS]
-        if changes.empty and inserts.empty:
-            return ApplyResult(0, 0, 0, 0)
+        """Apply the plan's changes and inserts, all or nothing; rows that cannot be written are conflicts.
+
+        Raises PlanDriftError (a RefusedError: no retry) when a row changed since the plan,
+        UniqueKeyViolationError when a concurrent write took a value meanwhile.
+        """
+        work = StagedWork.from_plan(plan)
+        if work.empty:
+            return work.result(0)
+        work.demote_unfit(self.column_limits())
+        if work.empty:
+            return work.result(0)
         try:
-            inserted = self._apply_staged(changes, inserts, lock_timeout)
+            with self.transaction(lock_timeout) as cursor:
+                return self._apply_staged(cursor, work)
         except Exception as exc:
             if type(exc).__name__ != "IntegrityError":
                 raise
             raise UniqueKeyViolationError(_unique_key_message(exc)) from None  # the original quotes the value
-        kinds = plan.changes["column"].value_counts()
-        return ApplyResult(
-            rows_updated=len(changes),
-            rows_inserted=inserted,
-            cognito_ids_set=int(kinds.get("CognitoID", 0)),
-            emails_set=int(kinds.get("Email", 0)),
-        )
 
-    def _stage(self, cursor: Any, statement_name: str, frame: pd.DataFrame) -> None:
-        """executemany in batches: only one batch of Python tuples is alive at a time."""
-        sql = self._statement(statement_name)
-        for start in range(0, len(frame), STAGE_BATCH):
-            cursor.executemany(sql, _db_rows(frame.iloc[start : start + STAGE_BATCH]))
+    def _apply_staged(self, cursor: Any, work: StagedWork) -> ApplyResult:
+        self._run(cursor, "drop_staging")
+        self._stage(cursor, work)
+        staged = sum(len(frame) for frame in work.keys.values()) + len(work.inserts)
+        self._settle(cursor, work)
+        if work.empty:
+            self._run(cursor, "drop_staging")
+            log.info("every staged row already holds the planned values: applied before, nothing written")
+            return work.result(0, already_applied=work.already_done == staged)
+        self._resolve_collisions(cursor, work)
+        for column in KEY_COLUMNS:
+            self._write_column(cursor, column, work)
+        inserted = 0
+        if len(work.inserts):
+            cursor.execute(self._statement("insert_staged_rows"))
+            inserted = cursor.rowcount
+            _check_count("INSERT", inserted, len(work.inserts))
+        self._run(cursor, "drop_staging")
+        return work.result(inserted)
 
-    def _apply_staged(self, changes: pd.DataFrame, inserts: pd.DataFrame, lock_timeout: int) -> int:
-        with self.transaction(lock_timeout) as cursor:
-            for name in ("drop_staging", "create_staged_changes", "create_staged_inserts"):
-                for sql in statements(name, self.dialect, self.table):
-                    cursor.execute(sql)
-            self._stage(cursor, "stage_change", changes)
-            self._stage(cursor, "stage_insert", inserts)
-            drifted = self._scalar(cursor, "count_drifted_rows")
-            if drifted:
-                raise PlanDriftError(
-                    f"{drifted} of {len(changes)} rows to update changed since the plan was made; "
-                    "nothing was written: run the sync again"
+    def _run(self, cursor: Any, name: str) -> None:
+        for sql in statements(name, self.dialect, self.table):
+            cursor.execute(sql)
+
+    def _stage(self, cursor: Any, work: StagedWork) -> None:
+        """Create the staging tables and fill them: lean columns, primary-key order, in bulk if allowed."""
+        bulk = self.dialect.name == "mysql"
+        for column, frame in work.keys.items():
+            cursor.execute(self._sql(f"create_{STAGED_KEY_TABLES[column].removeprefix('sync_')}", column))
+            load = self._sql("load_staged_keys", column) if bulk else None
+            self.stager.stage(cursor, frame[STAGED_KEY_COLUMNS], load, self._sql("stage_keys", column))
+        cursor.execute(self._statement("create_staged_inserts"))
+        load = self._statement("load_staged_inserts") if bulk else None
+        self.stager.stage(cursor, work.inserts, load, self._statement("stage_insert"))
+
+    def _settle(self, cursor: Any, work: StagedWork) -> None:
+        """Lock the rows to change, then compare them exactly with what the plan found.
+
+        A row already holding the new value is taken out (our own commit, retried); any other
+        difference is drift: refuse, naming what changed, before anything is written.
+        """
+        unsettled: dict[str, list[tuple[Any, ...]]] = {}
+        for column, frame in work.keys.items():
+            if frame.empty:
+                continue
+            if self.dialect.name == "mysql":
+                cursor.execute(self._sql("lock_staged_keys", column))
+                cursor.fetchall()
+            unsettled[column] = self._rows(cursor, "unsettled_keys", column)
+        appeared = self._rows(cursor, "unsettled_inserts") if len(work.inserts) else []
+        drift = {c: [r for r in rows if r[2] != "done"] for c, rows in unsettled.items()}
+        missing = [r[0] for r in appeared if r[1] != "done"]
+        if any(drift.values()) or missing:
+            raise PlanDriftError(_drift_message(self.table, work, drift, missing))
+        for column, rows in unsettled.items():
+            done = [int(r[0]) for r in rows]
+            self._unstage(cursor, "unstage_keys", column, done)
+            work.keys[column] = work.keys[column][~work.keys[column]["UserID"].isin(done)].reset_index(drop=True)
+            work.already_done += len(done)
+        done_inserts = [str(r[0]) for r in appeared]
+        self._unstage(cursor, "unstage_inserts", None, done_inserts)
+        work.inserts = work.inserts[~work.inserts["InternalUserID"].isin(done_inserts)].reset_index(drop=True)
+        work.already_done += len(done_inserts)
+
+    def _unstage(self, cursor: Any, name: str, column: str | None, ids: list[Any]) -> None:
+        for start in range(0, len(ids), IDS_PER_STATEMENT):
+            chunk = ids[start : start + IDS_PER_STATEMENT]
+            cursor.execute(self._sql(name, column, ids=len(chunk)), tuple(chunk))
+
+    def _resolve_collisions(self, cursor: Any, work: StagedWork) -> None:
+        """Ask the server which staged values its unique indexes would refuse; demote those rows."""
+        found = {}
+        for column in KEY_COLUMNS:
+            held = pd.DataFrame(self._rows(cursor, "held_by_other_rows", column), columns=["wants", "holds"])
+            inserts_held = pd.DataFrame(self._rows(cursor, "inserts_held_by_rows", column), columns=["new", "holds"])
+            twice = self._rows(cursor, "planned_twice", column)
+            found[column] = Collisions(
+                held=held,
+                inserts_held=inserts_held,
+                twice_rows={int(r[0]) for r in twice if r[0] is not None},
+                twice_inserts={str(r[1]) for r in twice if r[1] is not None},
+            )
+        staged = {column: set(work.keys[column]["UserID"].tolist()) for column in KEY_COLUMNS}
+        resolution = resolve_collisions(staged, found)
+        for column, demoted in resolution.demoted.items():
+            if demoted:
+                self._unstage(cursor, "unstage_keys", column, sorted(demoted))
+                work.demote_rows(column, {uid: reason(kind, column) for uid, kind in demoted.items()})
+        if resolution.demoted_inserts:
+            self._unstage(cursor, "unstage_inserts", None, sorted(resolution.demoted_inserts))
+            work.demote_inserts({i: reason(kind, c) for i, (c, kind) in resolution.demoted_inserts.items()})
+        work.clear = resolution.clear
+
+    def _write_column(self, cursor: Any, column: str, work: StagedWork) -> None:
+        """Clear the values other staged rows take (swaps, chains), then one plain UPDATE of the staged rows.
+
+        The join order follows the share of the table that changes: the staged rows drive a
+        small change, Users (in primary-key order) a large one.
+        """
+        frame = work.keys[column]
+        if frame.empty:
+            return
+        clear = work.clear.get(column, [])
+        for start in range(0, len(clear), IDS_PER_STATEMENT):
+            chunk = clear[start : start + IDS_PER_STATEMENT]
+            cursor.execute(self._sql("clear_keys", column, ids=len(chunk)), tuple(chunk))
+            _check_count(f"clearing {column}", cursor.rowcount, len(chunk))
+        share = len(frame) / work.table_rows if work.table_rows else 0.0
+        table_first = self.dialect.name == "mysql" and share > TABLE_FIRST_SHARE
+        cursor.execute(self._sql("set_keys_table_first" if table_first else "set_keys", column))
+        # MySQL counts the rows an UPDATE changed: a row cleared above whose new value is NULL is not.
+        unchanged = frame["UserID"].isin(clear) & frame["NewValue"].isna() if self.dialect.name == "mysql" else False
+        _check_count(f"setting {column}", cursor.rowcount, len(frame) - int(pd.Series(unchanged).sum()))
+
+
+def _check_count(what: str, written: int, expected: int) -> None:
+    """Every locked, checked row is written, or none is: a short count rolls the whole apply back."""
+    if written != expected:
+        raise RuntimeError(f"{what}: {written} rows written, {expected} expected; rolled back, nothing was written")
+
+
+def _drift_message(table: str, work: StagedWork, drift: dict[str, list[tuple[Any, ...]]], appeared: list[str]) -> str:
+    """What changed since the plan: counts per column and ids, never a value."""
+    parts, ids = [], []
+    for column, rows in drift.items():
+        for state in ("changed", "InternalUserID", "vanished"):
+            hit = [r for r in rows if r[2] == state]
+            if hit:
+                what = {"changed": f"{column} changed", "InternalUserID": "InternalUserID changed"}.get(
+                    state, "deleted"
                 )
-            present = self._scalar(cursor, "count_present_inserts")
-            if present:
-                raise PlanDriftError(
-                    f"{present} of {len(inserts)} InternalUserIDs to insert appeared since the plan was made; "
-                    "nothing was written: run the sync again"
-                )
-            if changes[["ClearCognitoID", "ClearEmail"]].to_numpy().any():  # swaps and chains only
-                cursor.execute(self._statement("clear_changed_keys"))
-            if len(changes):
-                cursor.execute(self._statement("set_changed_keys"))
-            inserted = 0
-            if len(inserts):
-                cursor.execute(self._statement("insert_staged_rows"))
-                inserted = cursor.rowcount
-                if inserted != len(inserts):
-                    raise RuntimeError(f"inserted {inserted} rows, expected {len(inserts)}; rolled back")
-            for sql in statements("drop_staging", self.dialect, self.table):
-                cursor.execute(sql)
-        return inserted
-
-
-def staged_changes(changes: pd.DataFrame) -> pd.DataFrame:
-    """One staging tuple per row, both columns at once.
-
-    A row must be cleared before the others are set when its old value is another
-    staged row's new value (a swap or a chain); only those rows are cleared.
-    """
-    if changes.empty:
-        return pd.DataFrame(columns=STAGED_CHANGE_COLUMNS)
-    rows = changes["UserID"].drop_duplicates().reset_index(drop=True)
-    frame = pd.DataFrame({"UserID": rows})
-    ids = changes.drop_duplicates("UserID").set_index("UserID")["InternalUserID"]
-    frame["ExpectedInternalUserID"] = frame["UserID"].map(ids)
-    for column, norm in (("CognitoID", lambda s: s.astype("string")), ("Email", email_keys)):
-        mine = changes[changes["column"] == column].set_index("UserID")
-        wanted = norm(mine["new"])
-        frame[f"Set{column}"] = frame["UserID"].isin(mine.index).astype(int)
-        frame[f"Old{column}"] = frame["UserID"].map(mine["old"])
-        frame[f"New{column}"] = frame["UserID"].map(mine["new"])
-        old_norm = norm(frame[f"Old{column}"].astype("string"))
-        frame[f"Clear{column}"] = (frame[f"Set{column}"].astype(bool) & member_of(old_norm, wanted)).astype(int)
-    return frame[STAGED_CHANGE_COLUMNS]
-
-
-def _db_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """DB-API parameter rows: Python scalars, None for every kind of missing value."""
-    plain = frame.astype(object)
-    return list(map(tuple, plain.where(frame.notna(), None).to_numpy().tolist()))
+                parts.append(f"{len(hit)} rows: {what}")
+                ids += [f"UserID {r[0]} (InternalUserID {r[1]})" for r in hit]
+    if appeared:
+        parts.append(f"{len(appeared)} InternalUserIDs to insert appeared")
+        ids += [f"InternalUserID {i}" for i in appeared]
+    staged = sum(len(frame) for frame in work.keys.values()) + len(work.inserts)
+    shown = ", ".join(ids[:DRIFT_IDS_SHOWN]) + (
+        f" and {len(ids) - DRIFT_IDS_SHOWN} more" if len(ids) > DRIFT_IDS_SHOWN else ""
+    )
+    return (
+        f"{table} changed since the plan was made ({'; '.join(parts)}; of {staged} staged writes): {shown}. "
+        "Nothing was written. Not retried: a new run re-plans from the table as it is now"
+    )

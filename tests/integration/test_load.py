@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from identity_sync.apply_conflicts import reason
 from identity_sync.config import Environment
 from identity_sync.extract import records_frame
 from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan, plan_changes
@@ -105,6 +106,33 @@ def update(table: TableUnderTest, assignments: str, user_id: int, *values: Any) 
     p = table.dialect.placeholder
     sql = f"UPDATE {table.dialect.identifier(table.name)} SET {assignments.format(p=p)} WHERE UserID = {p}"
     table.execute(sql, (*values, user_id))
+
+
+def refuse_inserts(table: TableUnderTest) -> None:
+    """A trigger that makes every INSERT into the table fail: a real failure after the UPDATEs ran.
+
+    It raises what a unique key raises (MariaDB: 1062, quoting a value; SQLite: UNIQUE constraint failed).
+    """
+    name, quoted = f"{table.name}_refuse", table.dialect.identifier(table.name)
+    if table.dialect.name == "sqlite":
+        body = "SELECT RAISE(ABORT, 'UNIQUE constraint failed: refused by a test trigger');"
+        table.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON {quoted} BEGIN {body} END")
+        return
+    text = "Duplicate entry ''secret@example.com'' for key ''Email_UNIQUE''"
+    table.execute(
+        f"CREATE TRIGGER {name} BEFORE INSERT ON {quoted} FOR EACH ROW "
+        f"SIGNAL SQLSTATE '23000' SET MYSQL_ERRNO = 1062, MESSAGE_TEXT = '{text}'"
+    )
+
+
+def conflicts_of(result: ApplyResult) -> list[tuple[Any, ...]]:
+    """(UserID or InternalUserID, reason) of each conflict the apply found, sorted."""
+    frame = result.conflicts
+    assert list(frame.columns) == ISSUE_COLUMNS
+    assert (frame["category"] == "conflict").all() and frame["email"].isna().all()
+    ids = zip(frame["UserID"], frame["InternalUserID"], strict=True)
+    keys = [str(uid) if pd.notna(uid) else internal for uid, internal in ids]
+    return sorted(zip(keys, frame["reason"], strict=True))
 
 
 def other_session_can_lock(name: str) -> bool:
@@ -200,12 +228,16 @@ def test_apply_is_idempotent(any_table: TableUnderTest, users: UsersTable) -> No
     assert contents(any_table) == after_first == MIXED_EXPECTED
 
 
-def test_reapplying_an_old_plan_is_refused_as_drift(any_table: TableUnderTest, users: UsersTable) -> None:
+def test_retry_after_our_own_commit_succeeds_without_writing(any_table: TableUnderTest, users: UsersTable) -> None:
+    """A task retried after its commit (the worker died before reporting) finds the plan's target state."""
     seed_mixed(any_table)
     plan = plan_for(users, MIXED_POOL, "clear")
     users.apply(plan)
-    with pytest.raises(PlanDriftError):
-        users.apply(plan)
+
+    again = users.apply(plan)
+
+    assert again == ApplyResult(0, 0, 0, 0, already_applied=True)
+    assert again.as_dict()["already_applied"] is True
     assert contents(any_table) == MIXED_EXPECTED
 
 
@@ -337,13 +369,21 @@ def test_insert_takes_keys_that_an_update_frees_in_the_same_plan(any_table: Tabl
 
 
 def test_failure_after_the_updates_rolls_everything_back(any_table: TableUnderTest, users: UsersTable) -> None:
-    """The clear and set UPDATEs have run when the INSERT collides on Email: all of it is undone."""
+    """The clear and set UPDATEs have run when the INSERT fails (a trigger refuses it): all of it is undone."""
     any_table.insert(
         [(iid(1), "sub-a", "a@example.com"), (iid(2), "sub-b", "b@example.com"), (iid(3), "sub-c", "c@example.com")]
     )
-    plan = plan_for(users, pool(("sub-b", "b@example.com", iid(1)), ("sub-a", "a@example.com", iid(2))))
-    assert len(plan.changes) == 4  # a swap of both keys: both rows are cleared, then set
-    plan.inserts = hand_plan(inserts=[new_row(iid(9), "sub-9", "C@example.com")]).inserts
+    refuse_inserts(any_table)
+    plan = plan_for(
+        users,
+        pool(
+            ("sub-b", "b@example.com", iid(1)),
+            ("sub-a", "a@example.com", iid(2)),
+            ("sub-c", "c@example.com", iid(3)),
+            ("sub-9", "nine@example.com", iid(9)),
+        ),
+    )
+    assert len(plan.changes) == 4 and len(plan.inserts) == 1  # a swap of both keys: cleared, then set
     before = contents(any_table)
 
     with pytest.raises(INTEGRITY_ERRORS):
@@ -355,17 +395,21 @@ def test_failure_after_the_updates_rolls_everything_back(any_table: TableUnderTe
 def test_the_same_table_object_applies_again_after_a_failure(any_table: TableUnderTest, users: UsersTable) -> None:
     """A rolled-back apply leaves no staging table or open transaction behind."""
     any_table.insert([(iid(1), "sub-a", "a@example.com"), (iid(2), "sub-b", "b@example.com")])
-    bad = hand_plan([change(1, iid(1), "CognitoID", "sub-a", "sub-z")], [new_row(iid(9), "sub-b", "x@example.com")])
+    bad = hand_plan([change(1, iid(1), "CognitoID", "sub-a", "sub-z")], [new_row(iid(9), "sub-9", "x@example.com")])
+    refuse_inserts(any_table)
     with pytest.raises(INTEGRITY_ERRORS):
         users.apply(bad)
+    any_table.execute(f"DROP TRIGGER {any_table.name}_refuse")
 
     good = plan_for(users, pool(("sub-b", "a@example.com", iid(1)), ("sub-a", "b@example.com", iid(2))))
     assert users.apply(good).cognito_ids_set == 2
     assert [row[2] for row in contents(any_table)] == ["sub-b", "sub-a"]
 
 
-def test_concurrent_change_making_the_plan_collide_rolls_back(any_table: TableUnderTest, users: UsersTable) -> None:
-    """A row outside the plan takes the e-mail a planned row is about to get: the UPDATE fails, nothing stays."""
+def test_change_after_planning_making_the_plan_collide_is_a_conflict(
+    any_table: TableUnderTest, users: UsersTable
+) -> None:
+    """A row outside the plan took the e-mail a planned row is about to get: that row alone is a conflict."""
     any_table.insert(
         [
             (iid(1), "sub-1", "one@example.com"),
@@ -380,10 +424,11 @@ def test_concurrent_change_making_the_plan_collide_rolls_back(any_table: TableUn
     update(any_table, "Email = {p}", 3, "NEW@example.com")
     before = contents(any_table)
 
-    with pytest.raises(INTEGRITY_ERRORS):
-        users.apply(plan)
+    result = users.apply(plan)
 
-    assert contents(any_table) == before
+    assert result == ApplyResult(rows_updated=1, rows_inserted=0, cognito_ids_set=1, emails_set=0)
+    assert conflicts_of(result) == [("2", reason("held", "Email"))]
+    assert contents(any_table) == [(1, iid(1), "sub-1-new", *before[0][3:]), *before[1:]]
 
 
 # -- drift between planning and applying ------------------------------------------------------
@@ -472,21 +517,23 @@ def test_planner_demotes_an_insert_whose_email_belongs_to_another_row(
     assert contents(any_table) == before
 
 
-def test_forced_insert_colliding_on_email_fails_and_changes_nothing(
+def test_forced_insert_colliding_on_email_is_a_conflict_and_never_updates_that_row(
     any_table: TableUnderTest, users: UsersTable
 ) -> None:
     any_table.insert([(iid(1), "sub-1", "bob@example.com"), (iid(2), "sub-2", "carol@example.com")])
     before = contents(any_table)
     plan = hand_plan(inserts=[new_row(iid(3), "sub-3", "Bob@Example.com"), new_row(iid(4), "sub-4", "d@example.com")])
 
-    with pytest.raises(INTEGRITY_ERRORS):
-        users.apply(plan)
+    result = users.apply(plan)
 
-    assert contents(any_table) == before  # row 1 kept its sub and names: no ON DUPLICATE KEY UPDATE
+    assert result == ApplyResult(rows_updated=0, rows_inserted=1, cognito_ids_set=0, emails_set=0)
+    assert conflicts_of(result) == [(iid(3), reason("held", "Email"))]
+    # row 1 kept its sub and names: no ON DUPLICATE KEY UPDATE
+    assert contents(any_table) == [*before, (3, iid(4), "sub-4", "d@example.com", "New", "Row")]
 
 
 @pytest.mark.parametrize("column", ["CognitoID", "InternalUserID"])
-def test_forced_insert_colliding_on_another_key_fails(
+def test_forced_insert_colliding_on_another_key_changes_nothing(
     any_table: TableUnderTest, users: UsersTable, column: str
 ) -> None:
     any_table.insert([(iid(1), "sub-1", "bob@example.com")])
@@ -494,10 +541,10 @@ def test_forced_insert_colliding_on_another_key_fails(
     row = new_row(iid(1) if column == "InternalUserID" else iid(3), "sub-1", "new@example.com")
     if column == "InternalUserID":
         row["CognitoID"] = "sub-new"
-    # A colliding InternalUserID is caught before writing, as drift; a colliding sub by the key.
-    expected = PlanDriftError if column == "InternalUserID" else INTEGRITY_ERRORS
-    with pytest.raises(expected):
-        users.apply(hand_plan(inserts=[row]))
+        with pytest.raises(PlanDriftError):  # an InternalUserID that is there is drift: the plan is stale
+            users.apply(hand_plan(inserts=[row]))
+    else:  # a sub another row holds: a per-row conflict, the server's unique index is never hit
+        assert conflicts_of(users.apply(hand_plan(inserts=[row]))) == [(iid(3), reason("held", "CognitoID"))]
     assert contents(any_table) == before
 
 
@@ -511,6 +558,7 @@ class CountingCursor:
 
     def execute(self, *args: Any) -> Any:
         self._counts["execute"] += 1
+        self._counts[args[0].split(None, 1)[0].upper()] += 1
         return self._cursor.execute(*args)
 
     def executemany(self, sql: str, rows: Any) -> Any:
@@ -560,9 +608,12 @@ def test_thousands_of_changes_apply_in_one_set_based_load(any_table: TableUnderT
         counting.close()
 
     assert result == ApplyResult(rows_updated=n, rows_inserted=new, cognito_ids_set=n, emails_set=n)
-    assert counting.counts["executemany"] == 2
-    assert counting.counts["staged_rows"] == n + new
-    assert counting.counts["execute"] < 25  # a handful of set-based statements, not one per row
+    if any_table.dialect.name == "mysql":  # in bulk: one LOAD DATA per staging table
+        assert counting.counts["LOAD"] == 3 and counting.counts["executemany"] == 0
+    else:
+        assert counting.counts["executemany"] == 3 and counting.counts["staged_rows"] == 2 * n + new
+    # a handful of set-based statements, not one per row (the rotation's clears go 1,000 ids at a time)
+    assert counting.counts["execute"] < 40
     assert elapsed < 20
     expected = [(i + 1, iid(i), f"dev-{i}", f"user{(i + 1) % n}@example.com", "First", "Last") for i in range(n)]
     expected += [(n + j + 1, iid(n + j), f"dev-new-{j}", f"new{j}@example.com", "New", "Row") for j in range(new)]
@@ -608,13 +659,16 @@ def test_lock_is_released_after_apply_and_after_a_failed_apply(mariadb_table: Ta
         users.apply(plan)
         assert other_session_can_lock(mariadb_table.lock_name)
 
+        update(mariadb_table, "Email = {p}", 1, "elsewhere@example.com")
         with pytest.raises(PlanDriftError):
-            users.apply(plan)  # stale now
+            users.apply(hand_plan([change(1, iid(1), "Email", "alice@example.com", "a2@example.com")]))
         assert other_session_can_lock(mariadb_table.lock_name)
 
+        refuse_inserts(mariadb_table)
         with pytest.raises(UniqueKeyViolationError) as raised:
-            users.apply(hand_plan(inserts=[new_row(iid(8), "sub-8", "alice@example.com")]))
-        assert "alice" not in str(raised.value) and raised.value.__cause__ is None  # no e-mail in logs
+            users.apply(hand_plan(inserts=[new_row(iid(8), "sub-8", "new@example.com")]))
+        assert "Email_UNIQUE" in str(raised.value) and "secret" not in str(raised.value)  # no e-mail in logs
+        assert raised.value.__cause__ is None
         assert other_session_can_lock(mariadb_table.lock_name)
     finally:
         users.connection.close()

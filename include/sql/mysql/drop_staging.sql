@@ -1,1 +1,1 @@
-DROP TEMPORARY TABLE IF EXISTS sync_staged_changes, sync_staged_inserts
+DROP TEMPORARY TABLE IF EXISTS sync_staged_cognito_ids, sync_staged_emails, sync_staged_inserts

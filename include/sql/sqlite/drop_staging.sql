@@ -1,2 +1,3 @@
-DROP TABLE IF EXISTS temp.sync_staged_changes;
+DROP TABLE IF EXISTS temp.sync_staged_cognito_ids;
+DROP TABLE IF EXISTS temp.sync_staged_emails;
 DROP TABLE IF EXISTS temp.sync_staged_inserts

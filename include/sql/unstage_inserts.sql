@@ -1,0 +1,1 @@
+DELETE FROM sync_staged_inserts WHERE InternalUserID IN ({ids})

@@ -1,0 +1,2 @@
+-- Rows taken out of the apply (already done, or a conflict).
+DELETE FROM {staged} WHERE UserID IN ({ids})

@@ -1,0 +1,109 @@
+"""Rows into the apply's temporary staging tables: in bulk where the server allows it.
+
+MySQL/MariaDB: ``LOAD DATA LOCAL INFILE`` from a tab-separated file that only its owner
+can read (mode 0600) and that is removed as soon as the server has read it. It needs
+``local_infile`` on the server and on the client (``MySQLdb.connect(local_infile=1)``;
+the Airflow connection's extra ``{"local_infile": true}``). Where either refuses, the
+rows go through ``executemany`` instead; the refusal is logged once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+EXECUTEMANY_BATCH = 50_000  # bounds the memory of the Python tuples, not the transaction
+# MariaDB 4166, MySQL 1148/3948: local infile disabled; client 2068: file request rejected.
+LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\0", "\\0"))
+_refusal_logged = False
+
+
+class StagingError(RuntimeError):
+    """The server did not stage every row exactly as sent; the apply is rolled back."""
+
+
+def tsv_text(frame: pd.DataFrame) -> str:
+    """``LOAD DATA``'s default format: tab-separated, backslash escapes, ``\\N`` for NULL."""
+    columns = []
+    for name in frame.columns:
+        text = frame[name].astype("string")
+        if not pd.api.types.is_integer_dtype(frame[name].dtype):
+            for raw, escaped in _ESCAPES:
+                text = text.str.replace(raw, escaped, regex=False)
+        columns.append(text.fillna("\\N"))
+    if not columns or frame.empty:
+        return ""
+    lines = columns[0].str.cat(columns[1:], sep="\t") if len(columns) > 1 else columns[0]
+    return "\n".join(lines.tolist()) + "\n"
+
+
+def db_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """DB-API parameter rows: Python scalars, None for every kind of missing value."""
+    plain = frame.astype(object)
+    return list(map(tuple, plain.where(frame.notna(), None).to_numpy().tolist()))
+
+
+def local_infile_refused(exc: BaseException) -> bool:
+    code = exc.args[0] if getattr(exc, "args", None) else None
+    return type(exc).__name__ in ("OperationalError", "NotSupportedError") and code in LOCAL_INFILE_REFUSED
+
+
+class Stager:
+    """Stages frames through one cursor; remembers a refusal of LOAD DATA LOCAL for its lifetime."""
+
+    def __init__(self, bulk: bool, warning_count_sql: str = "") -> None:
+        self.bulk = bulk
+        self.warning_count_sql = warning_count_sql
+        self.bulk_loads = 0
+
+    def stage(self, cursor: Any, frame: pd.DataFrame, load_sql: str | None, insert_sql: str) -> None:
+        if frame.empty:
+            return
+        if self.bulk and load_sql is not None:
+            try:
+                self._load(cursor, frame, load_sql)
+                self.bulk_loads += 1
+                return
+            except Exception as exc:
+                if not local_infile_refused(exc):
+                    raise
+                self.bulk = False
+                _log_refusal(exc)
+        for start in range(0, len(frame), EXECUTEMANY_BATCH):
+            cursor.executemany(insert_sql, db_rows(frame.iloc[start : start + EXECUTEMANY_BATCH]))
+
+    def _load(self, cursor: Any, frame: pd.DataFrame, load_sql: str) -> None:
+        fd, path = tempfile.mkstemp(prefix="identity-sync-", suffix=".tsv")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(tsv_text(frame).encode("utf-8"))
+            cursor.execute(load_sql, (path,))
+            loaded = cursor.rowcount
+        finally:
+            os.unlink(path)
+        cursor.execute(self.warning_count_sql)
+        warnings = cursor.fetchone()[0]
+        if loaded != len(frame) or warnings:
+            # LOCAL implies IGNORE: a duplicate or a truncation is only a warning. Not here.
+            raise StagingError(
+                f"staging loaded {loaded} of {len(frame)} rows with {warnings} warnings; rolled back, nothing written"
+            )
+
+
+def _log_refusal(exc: BaseException) -> None:
+    global _refusal_logged
+    level = logging.DEBUG if _refusal_logged else logging.WARNING
+    _refusal_logged = True
+    log.log(
+        level,
+        "LOAD DATA LOCAL INFILE refused (error %s): staging with executemany instead, which is slower. "
+        'Enable local_infile on the server and the connection\'s extra {"local_infile": true}',
+        exc.args[0],
+    )
