@@ -136,11 +136,13 @@ def build_scenario(prod_users: int = 2500, seed: int = 7) -> Scenario:
         "email_fallback": fallbacks,
         "insert": len(dev_only),
         # prod rows whose person has no (usable) dev account, but the two whose address a hostile user carries
-        "stale": prod_users - relinks - fallbacks - 2,
+        # and dup_id's (rows of users in conflict are conflicts)
+        "stale": prod_users - relinks - fallbacks - 2 - 1,
         "unlinked": share,
-        # dup_id x2, bad ids x3, twins x2, the collider's e-mail, the colliding insert; the self-sign-up and the
-        # disabled user, and each one's victim row (never linked by an unproven or disabled address)
-        "conflict": 2 + 3 + 2 + 1 + 1 + 4,
+        # dup_id x2 and its row, bad ids x3, twins x2, the collider's e-mail, the colliding insert; the
+        # self-sign-up and the disabled user, each naming its victim's row (never linked by an unproven or
+        # disabled address)
+        "conflict": 2 + 1 + 3 + 2 + 1 + 1 + 2,
         "unchanged": 0,
     }
     qa = [keyed(p) for p in prod[: prod_users // 5]]

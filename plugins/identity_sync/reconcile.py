@@ -1,18 +1,34 @@
 """The diff: (pool DataFrame, table DataFrame) -> Plan. Pure, vectorised, no I/O.
 
 Every pool user and every row is accounted for under a named category (counted per
-change or issue: one user can be both a relink and an email_update), and every change
-the plan proposes would leave the table's unique keys (InternalUserID, CognitoID,
-Email) intact: a change that would collide is demoted to a conflict, never applied.
+change or issue: one user can be both a relink and an email_update, and a row claimed by
+a pool user in conflict is a conflict of its own), and every change the plan proposes
+would leave the table's unique keys (InternalUserID, CognitoID, Email) intact as far as
+the plan can tell: a change that would collide, or whose value the column cannot hold,
+is demoted to a conflict, never applied. (The server's collation has the last word: the
+apply checks the staged values again.)
+
+``plan_changes`` runs in named stages on one normalised pair of frames
+(``matching.normalise``): link by id, fall back by e-mail (only users whose e-mail
+proves something, ``matching.email_link_refusals``), propose, check column limits, find
+collisions, classify the rows nobody links. Each stage reports to one ``_Issues``.
+
+A user that may not be linked by e-mail (disabled, not CONFIRMED/EXTERNAL_PROVIDER, or
+``email_verified`` not true) whose e-mail matches a row is a ``conflict``: it never takes
+the row over, and an operator should look (it may be the row's person who has not
+confirmed yet, or someone who signed up with another person's address).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
-from identity_sync.identity import email_keys, member_of, normalise_emails, normalise_internal_ids
+from identity_sync.identity import ColumnLimit, email_keys, limit_refusals, member_of
+from identity_sync.matching import normalise
 
 CATEGORIES = (
     "relink",
@@ -25,11 +41,33 @@ CATEGORIES = (
     "unchanged",
 )
 TABLE_COLUMNS = ["UserID", "InternalUserID", "CognitoID", "Email"]
-CHANGE_COLUMNS = ["UserID", "InternalUserID", "sub", "column", "old", "new", "category", "reason"]
+# The plan's frames as plan_changes returns them: Arrow-backed strings, repeated values as categories.
+CHANGE_DTYPES = {
+    "UserID": "int64",
+    "InternalUserID": "string",
+    "sub": "string",
+    "column": "category",
+    "old": "string",
+    "new": "string",
+    "category": "category",
+    "reason": "category",
+}
+SYNC_ISSUE_DTYPES = {
+    "sub": "string",
+    "username": "string",
+    "InternalUserID": "string",
+    "UserID": "Int64",
+    "email": "string",
+    "category": "category",
+    "reason": "category",
+}
 INSERT_COLUMNS = ["InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
-ISSUE_COLUMNS = ["sub", "username", "InternalUserID", "UserID", "email", "category", "reason"]
+INSERT_DTYPES = dict.fromkeys([*INSERT_COLUMNS, "sub", "username"], "string")  # sub, username: for issues only
+CHANGE_COLUMNS = list(CHANGE_DTYPES)
+SYNC_ISSUE_COLUMNS = list(SYNC_ISSUE_DTYPES)
+LIMITED_COLUMNS = ("CognitoID", "Email", "FirstName", "LastName")
 
-REASON = {
+SYNC_REASON = {
     "relink": "same InternalUserID, CognitoID differs",
     "email_update": "same InternalUserID, e-mail differs beyond case",
     "email_fallback": "no attribute; e-mail matches exactly one row (user still needs the backfill)",
@@ -38,6 +76,7 @@ REASON = {
     "stale_keep": "no user in the pool; CognitoID kept",
     "unlinked_no_email": "no attribute and no e-mail",
     "unlinked_no_row": "no attribute and no row with this e-mail",
+    "email_refused": "e-mail matches a row, but {}: never linked by e-mail",
     "invalid_id": "attribute value is not a UUID",
     "duplicate_id": "InternalUserID carried by several pool users",
     "duplicate_row_id": "InternalUserID on several rows",
@@ -46,7 +85,12 @@ REASON = {
     "row_taken": "e-mail matches a row that belongs to another pool user (by InternalUserID or CognitoID)",
     "cognito_collision": "new CognitoID is held by another row",
     "email_collision": "new e-mail is held by another row",
+    "row_of_conflict": "row of a pool user in conflict: {}",
 }
+# The names before issue 10 (the backfill has its own REASON/ISSUE_COLUMNS under BACKFILL_ names):
+# kept only until table.py, report.py and their tests import the names above.
+REASON = SYNC_REASON
+ISSUE_COLUMNS = SYNC_ISSUE_COLUMNS
 
 
 @dataclass
@@ -64,260 +108,311 @@ class Plan:
         return int(self.changes["UserID"].nunique() + len(self.inserts))
 
 
-def _collides(final: pd.Series, changed: pd.Series) -> pd.Series:
-    """Entries that set a value which another entry of ``final`` also holds."""
-    duplicated = final.notna() & final.duplicated(keep=False)
-    return changed & duplicated
+def _constant(value: str, n: int) -> pd.Categorical:
+    """A column holding one value n times, at one byte a row."""
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
 
 
-def _with_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame.reindex(columns=columns).reset_index(drop=True)
+def _categorical(values: pd.Series) -> pd.Categorical:
+    """``values`` as a categorical whose categories are ``str``, as ``_constant`` makes them (so they union)."""
+    values = pd.Categorical(values)
+    return values if values.categories.dtype == "str" else values.rename_categories(values.categories.astype("str"))
 
 
-def plan_changes(pool: pd.DataFrame, table: pd.DataFrame, stale_policy: str = "keep") -> Plan:
-    """Diff the pool against the table. ``stale_policy`` is keep or clear (config ``stale_cognito_ids``)."""
-    if stale_policy not in ("keep", "clear"):
-        raise ValueError(f"stale_policy must be keep or clear, got {stale_policy!r}")
+def _stack(parts: list[pd.DataFrame], dtypes: dict[str, str]) -> pd.DataFrame:
+    """Frames of the same columns, one below the other, typed as ``dtypes`` (never object)."""
+    parts = [part for part in parts if len(part)]
+    columns: dict[str, object] = {}
+    for name, dtype in dtypes.items():
+        if not parts:
+            columns[name] = pd.Series([], dtype=dtype)
+        elif dtype == "category":
+            columns[name] = union_categoricals([_categorical(part[name]) for part in parts])
+        else:
+            columns[name] = pd.concat([part[name].astype(dtype) for part in parts], ignore_index=True)
+    return pd.DataFrame(columns)
 
-    p = pool.reset_index(drop=True).copy()
-    p["iid"] = normalise_internal_ids(p["internal_user_id"])
-    p["email_norm"] = normalise_emails(p["email"])
-    given = p["email"].astype("string").str.strip()
-    p["email_given"] = given.mask(given == "")  # a blank e-mail is no e-mail: NULL, never ''""
-    raw_id = p["internal_user_id"].astype("string").str.strip()
-    has_attr = raw_id.notna() & (raw_id != "")
-    p["InternalUserIDRaw"] = raw_id
 
-    t = table.reset_index(drop=True).copy()
-    t["iid"] = normalise_internal_ids(t["InternalUserID"])
-    t["email_norm"] = normalise_emails(t["Email"])
-    row_iid_shared = t["iid"].notna() & t["iid"].duplicated(keep=False)
-    row_email_count = t["email_norm"].value_counts()
+class _Issues:
+    """The one accumulator every stage reports to, and what the users in conflict claim."""
 
-    pool_email_shared = p["email_norm"].notna() & p["email_norm"].duplicated(keep=False)
-    pool_iid_shared = p["iid"].notna() & p["iid"].duplicated(keep=False)
-    shared_row_ids = t.loc[row_iid_shared, "iid"]
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+        self.claims: list[tuple[str, pd.DataFrame]] = []  # (key column, frame of key, sub, reason)
 
-    issues: list[pd.DataFrame] = []
-
-    def issue(users: pd.DataFrame, category: str, reason_key: str) -> None:
-        if len(users):
-            issues.append(
-                pd.DataFrame(
-                    {
-                        "sub": users["sub"].values,
-                        "username": users["username"].values,
-                        "InternalUserID": users["InternalUserIDRaw"].values,
-                        "UserID": users["UserID"].values if "UserID" in users else pd.NA,
-                        "email": users["email_given"].values,
-                        "category": category,
-                        "reason": REASON[reason_key],
-                    }
-                )
-            )
-
-    # --- pool users carrying an id -------------------------------------------------------
-    invalid = has_attr & p["iid"].isna()
-    issue(p[invalid], "conflict", "invalid_id")
-    issue(p[pool_iid_shared], "conflict", "duplicate_id")
-    on_shared_rows = member_of(p["iid"], shared_row_ids) & ~pool_iid_shared
-    issue(p[on_shared_rows], "conflict", "duplicate_row_id")
-    keyed = p[p["iid"].notna() & ~pool_iid_shared & ~on_shared_rows]
-    keyed = keyed.assign(pool_email_shared=pool_email_shared[keyed.index])
-
-    rows = t.loc[
-        t["iid"].notna() & ~row_iid_shared, ["UserID", "InternalUserID", "CognitoID", "Email", "iid", "email_norm"]
-    ]
-    linked = keyed.merge(rows, on="iid", how="inner", suffixes=("", "_row"))
-    absent = keyed[~member_of(keyed["iid"], rows["iid"])]
-
-    # --- pool users without the attribute: fall back to a unique e-mail match -----------
-    bare = p[~has_attr]
-    issue(bare[bare["email_norm"].isna()], "unlinked", "unlinked_no_email")
-    bare = bare[bare["email_norm"].notna()]
-    issue(bare[pool_email_shared[bare.index]], "conflict", "pool_email_shared")
-    bare = bare[~pool_email_shared[bare.index]]
-    matches = bare["email_norm"].map(row_email_count).fillna(0).astype(int)
-    issue(bare[matches == 0], "unlinked", "unlinked_no_row")
-    issue(bare[matches > 1], "conflict", "row_email_shared")
-    by_email = bare[matches == 1].merge(
-        t[["UserID", "InternalUserID", "CognitoID", "Email", "email_norm"]], on="email_norm", how="inner"
-    )
-    # A row is not free for the fallback if a pool user claims it by id (even one in conflict),
-    # or if it holds another live pool user's sub: re-pointing it would hand that person's row over.
-    claimed_ids = p["iid"]
-    taken = (
-        by_email["UserID"].isin(linked["UserID"])
-        | member_of(normalise_internal_ids(by_email["InternalUserID"]), claimed_ids)
-        | (member_of(by_email["CognitoID"], p["sub"]) & by_email["CognitoID"].ne(by_email["sub"]).fillna(False))
-    )
-    issue(by_email[taken], "conflict", "row_taken")
-    by_email = by_email[~taken]
-
-    # --- proposed changes ------------------------------------------------------------------
-    def change(
-        frame: pd.DataFrame, column: str, old: pd.Series, new: pd.Series, category: str, reason_key: str = ""
-    ) -> pd.DataFrame:
-        return pd.DataFrame(
+    def add(self, users: pd.DataFrame, category: str, reason: str | pd.Series, claim_by: str = "") -> None:
+        """Report ``users`` (normalised pool users, or merged with their rows); ``claim_by`` names the key
+        (``iid`` or ``email_norm``) by which their conflict extends to the rows they would have had."""
+        if not len(users):
+            return
+        reasons = _categorical(reason) if isinstance(reason, pd.Series) else _constant(reason, len(users))
+        frame = pd.DataFrame(
             {
-                "UserID": frame["UserID"].values,
-                "InternalUserID": frame["InternalUserID"].values,
-                "sub": frame["sub"].values,
-                "column": column,
-                "old": old.values,
-                "new": new.values,
-                "category": category,
-                "reason": REASON[reason_key or category],
+                "sub": users["sub"].values,
+                "username": users["username"].values,
+                "InternalUserID": users["raw_id"].values,
+                "UserID": users["UserID"].values if "UserID" in users else pd.NA,
+                "email": users["email"].values,
+                "category": _constant(category, len(users)),
+                "reason": reasons,
             }
         )
+        self.parts.append(frame)
+        if claim_by:
+            self.claims.append((claim_by, pd.DataFrame({claim_by: users[claim_by].values, **frame[["sub", "reason"]]})))
 
-    relinks = linked[linked["CognitoID"].ne(linked["sub"]).fillna(True)]
-    email_differs = linked["email_norm"].notna() & linked["email_norm"].ne(linked["email_norm_row"]).fillna(True)
-    issue(linked[email_differs & linked["pool_email_shared"]], "conflict", "pool_email_shared")
-    email_updates = linked[email_differs & ~linked["pool_email_shared"]]
-    fallbacks = by_email[by_email["CognitoID"].ne(by_email["sub"]).fillna(True)]
+    def add_rows(self, rows: pd.DataFrame, category: str, reason: str | pd.Series, sub: object = pd.NA) -> None:
+        """Report table rows (stale ones, or rows of a user in conflict)."""
+        users = rows.assign(sub=sub, username=pd.NA, raw_id=rows["InternalUserID"], email=rows["Email"])
+        self.add(users, category, reason)
 
-    linked_ids = pd.concat([linked["UserID"], by_email["UserID"]], ignore_index=True)
-    unlinked_rows = t[~t["UserID"].isin(linked_ids)]
-    stale = unlinked_rows[unlinked_rows["CognitoID"].notna() & ~member_of(unlinked_rows["CognitoID"], p["sub"])]
-    stale = stale.assign(sub=pd.NA)
+    def named_rows(self) -> pd.Series:
+        """UserIDs of the rows a conflict names already (its user wanted that row)."""
+        conflicts = [part["UserID"] for part in self.parts if part["category"][0] == "conflict"]
+        return pd.concat([pd.Series([], dtype="Int64"), *conflicts], ignore_index=True).dropna()
 
-    parts = [
-        change(relinks, "CognitoID", relinks["CognitoID"], relinks["sub"], "relink"),
-        change(email_updates, "Email", email_updates["Email"], email_updates["email_given"], "email_update"),
-        change(fallbacks, "CognitoID", fallbacks["CognitoID"], fallbacks["sub"], "email_fallback"),
-    ]
+    def frame(self) -> pd.DataFrame:
+        return _stack(self.parts, SYNC_ISSUE_DTYPES)
+
+
+def plan_changes(
+    pool: pd.DataFrame,
+    table: pd.DataFrame,
+    stale_policy: str = "keep",
+    column_limits: dict[str, ColumnLimit] | None = None,
+) -> Plan:
+    """Diff the pool against the table.
+
+    ``stale_policy`` is keep or clear (config ``stale_cognito_ids``); ``column_limits``
+    (``UsersTable.column_limits()``) turns values the table cannot hold into conflicts.
+    """
+    if stale_policy not in ("keep", "clear"):
+        raise ValueError(f"stale_policy must be keep or clear, got {stale_policy!r}")
+    p, t = normalise(pool, table)
+    issues = _Issues()
+    linked, absent = _link_by_id(p, t, issues)
+    by_email = _fall_back_by_email(p, t, linked, issues)
+    changes = _propose_changes(linked, by_email, issues)
+    inserts = _propose_inserts(absent, issues)
+    del absent
+    changes, inserts = _demote_unstorable(changes, inserts, column_limits or {}, issues)
+    changes, inserts = _demote_collisions(t, changes, inserts, issues)
+    stale = _classify_rows(p, t, pd.concat([linked["UserID"], by_email["UserID"]], ignore_index=True), issues)
     if stale_policy == "clear":
-        no_value = pd.Series([pd.NA] * len(stale), dtype="string")
-        parts.append(change(stale, "CognitoID", stale["CognitoID"], no_value, "stale", "stale_clear"))
+        cleared = pd.Series(pd.NA, index=stale.index, dtype="string")
+        clear = _change(stale.assign(sub=cleared), "CognitoID", stale["CognitoID"], cleared, "stale", "stale_clear")
+        changes = _stack([changes, clear], CHANGE_DTYPES)
     else:
-        kept = stale.assign(username=pd.NA, email_given=stale["Email"], InternalUserIDRaw=stale["InternalUserID"])
-        issue(kept, "stale", "stale_keep")
-    changes = pd.concat([x for x in parts if len(x)], ignore_index=True) if any(len(x) for x in parts) else None
-    changes = _with_columns(changes if changes is not None else pd.DataFrame(), CHANGE_COLUMNS)
-
-    inserts = absent[~absent["pool_email_shared"]]
-    issue(absent[absent["pool_email_shared"]], "conflict", "pool_email_shared")
-    inserts = pd.DataFrame(
-        {
-            "InternalUserID": inserts["iid"].values,
-            "CognitoID": inserts["sub"].values,
-            "Email": inserts["email_given"].values,
-            "FirstName": inserts["given_name"].values,
-            "LastName": inserts["family_name"].values,
-            "sub": inserts["sub"].values,
-            "username": inserts["username"].values,
-        }
-    )
-
-    changes, inserts, collisions = _demote_collisions(t, changes, inserts)
-    if len(collisions):
-        issues.append(collisions)
-
-    issue_frame = _with_columns(pd.concat(issues, ignore_index=True) if issues else pd.DataFrame(), ISSUE_COLUMNS)
-    changes = changes.astype({"old": "string", "new": "string", "InternalUserID": "string", "sub": "string"})
-    counts = _count(changes, inserts, issue_frame, linked, by_email, stale_policy, len(stale))
+        issues.add_rows(stale, "stale", SYNC_REASON["stale_keep"])
+    issue_frame = issues.frame()
+    matched = pd.concat([linked["sub"], by_email["sub"]], ignore_index=True)
     metrics = {
         "pool_users": len(p),
         "table_rows": len(t),
-        "matched_pool_users": int(len(linked) + len(by_email)),
+        "matched_pool_users": len(matched),
         "cognito_id_changes": int((changes["column"] == "CognitoID").sum()),
         "needs_backfill": len(by_email),
         "rows_to_write": int(changes["UserID"].nunique() + len(inserts)),
     }
-    return Plan(
-        changes=changes,
-        inserts=_with_columns(inserts, INSERT_COLUMNS),
-        issues=issue_frame,
-        counts=counts,
-        metrics=metrics,
+    counts = _count(changes, inserts, issue_frame, matched, len(stale))
+    return Plan(changes=changes, inserts=inserts[INSERT_COLUMNS], issues=issue_frame, counts=counts, metrics=metrics)
+
+
+def _link_by_id(p: pd.DataFrame, t: pd.DataFrame, issues: _Issues) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage: users carrying a usable id, each with the one row holding it (linked) or none (absent)."""
+    issues.add(p[p["has_attr"] & p["iid"].isna()], "conflict", SYNC_REASON["invalid_id"])
+    pool_iid_shared = p["iid"].notna() & p["iid"].duplicated(keep=False)
+    issues.add(p[pool_iid_shared], "conflict", SYNC_REASON["duplicate_id"], claim_by="iid")
+    row_iid_shared = t["iid"].notna() & t["iid"].duplicated(keep=False)
+    on_shared_rows = member_of(p["iid"], t.loc[row_iid_shared, "iid"]) & ~pool_iid_shared
+    issues.add(p[on_shared_rows], "conflict", SYNC_REASON["duplicate_row_id"], claim_by="iid")
+    usable = p["iid"].notna() & ~pool_iid_shared & ~on_shared_rows
+    keyed = p.loc[usable, ["sub", "username", "raw_id", "iid", "email", "email_norm", "pool_email_shared"]]
+    rows = t.loc[
+        t["iid"].notna() & ~row_iid_shared, ["UserID", "InternalUserID", "CognitoID", "Email", "iid", "email_norm"]
+    ]
+    linked = keyed.merge(rows, on="iid", how="inner", suffixes=("", "_row"))
+    absent = p[usable & ~member_of(p["iid"], rows["iid"])]
+    return linked, absent
+
+
+def _fall_back_by_email(p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+    """Stage: users without the attribute, each on the one row with its e-mail, if it may have it."""
+    bare = p[~p["has_attr"]]
+    issues.add(bare[bare["email_norm"].isna()], "unlinked", SYNC_REASON["unlinked_no_email"])
+    bare = bare[bare["email_norm"].notna()]
+    shared = bare["pool_email_shared"]
+    issues.add(bare[shared], "conflict", SYNC_REASON["pool_email_shared"], claim_by="email_norm")
+    bare = bare[~shared]
+    matches = bare["email_norm"].map(t["email_norm"].value_counts()).fillna(0).astype(int)
+    issues.add(bare[matches == 0], "unlinked", SYNC_REASON["unlinked_no_row"])
+    issues.add(bare[matches > 1], "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
+    rows = t[[*TABLE_COLUMNS, "email_norm", "iid"]]
+    by_email = bare[matches == 1].drop(columns="iid").merge(rows, on="email_norm", how="inner")
+    # A user already on its row (the row holds its sub) takes nothing over, whatever its status.
+    refused = by_email["email_refusal"].notna() & by_email["CognitoID"].ne(by_email["sub"]).fillna(True)
+    why = by_email.loc[refused, "email_refusal"].map(SYNC_REASON["email_refused"].format)
+    issues.add(by_email[refused], "conflict", why)  # names its row: never stale
+    by_email = by_email[~refused]
+    # A row is not free for the fallback if a pool user claims it by id (even one in conflict),
+    # or if it holds another live pool user's sub: re-pointing it would hand that person's row over.
+    taken = (
+        by_email["UserID"].isin(linked["UserID"])
+        | member_of(by_email["iid"], p["iid"])
+        | (member_of(by_email["CognitoID"], p["sub"]) & by_email["CognitoID"].ne(by_email["sub"]).fillna(False))
+    )
+    issues.add(by_email[taken], "conflict", SYNC_REASON["row_taken"])
+    return by_email[~taken]
+
+
+def _change(
+    frame: pd.DataFrame, column: str, old: pd.Series, new: pd.Series, category: str, reason_key: str = ""
+) -> pd.DataFrame:
+    """Proposed updates of one column, one per row of ``frame``."""
+    n = len(frame)
+    return pd.DataFrame(
+        {
+            "UserID": frame["UserID"].values,
+            "InternalUserID": frame["InternalUserID"].values,
+            "sub": frame["sub"].values,
+            "column": _constant(column, n),
+            "old": old.values,
+            "new": new.values,
+            "category": _constant(category, n),
+            "reason": _constant(SYNC_REASON[reason_key or category], n),
+        }
     )
 
 
+def _propose_changes(linked: pd.DataFrame, by_email: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+    """Stage: relinks and e-mail updates of linked rows, CognitoIDs of e-mail fallbacks."""
+    relinks = linked[linked["CognitoID"].ne(linked["sub"]).fillna(True)]
+    email_differs = linked["email_norm"].notna() & linked["email_norm"].ne(linked["email_norm_row"]).fillna(True)
+    issues.add(linked[email_differs & linked["pool_email_shared"]], "conflict", SYNC_REASON["pool_email_shared"])
+    email_updates = linked[email_differs & ~linked["pool_email_shared"]]
+    fallbacks = by_email[by_email["CognitoID"].ne(by_email["sub"]).fillna(True)]
+    parts = [
+        _change(relinks, "CognitoID", relinks["CognitoID"], relinks["sub"], "relink"),
+        _change(email_updates, "Email", email_updates["Email"], email_updates["email"], "email_update"),
+        _change(fallbacks, "CognitoID", fallbacks["CognitoID"], fallbacks["sub"], "email_fallback"),
+    ]
+    return _stack(parts, CHANGE_DTYPES)
+
+
+def _propose_inserts(absent: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+    """Stage: a new row for each user whose id no row holds, unless its e-mail is another user's too."""
+    issues.add(absent[absent["pool_email_shared"]], "conflict", SYNC_REASON["pool_email_shared"])
+    new = absent[~absent["pool_email_shared"]]
+    frame = pd.DataFrame(
+        {
+            "InternalUserID": new["iid"].values,
+            "CognitoID": new["sub"].values,
+            "Email": new["email"].values,
+            "FirstName": new["given_name"].values,
+            "LastName": new["family_name"].values,
+            "sub": new["sub"].values,
+            "username": new["username"].values,
+        }
+    )
+    return frame.astype(INSERT_DTYPES)
+
+
+def _demote_unstorable(
+    changes: pd.DataFrame, inserts: pd.DataFrame, limits: dict[str, ColumnLimit], issues: _Issues
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage: a value longer than its column, or in characters its charset lacks, is a per-row conflict."""
+    if not limits:
+        return changes, inserts
+    insert_why = pd.Series(pd.NA, index=inserts.index, dtype="string")
+    change_why = pd.Series(pd.NA, index=changes.index, dtype="string")
+    for column in LIMITED_COLUMNS:
+        if column not in limits:
+            continue
+        insert_why = insert_why.fillna(limit_refusals(inserts[column], column, limits[column]))
+        mine = changes["column"] == column
+        change_why[mine] = change_why[mine].fillna(limit_refusals(changes.loc[mine, "new"], column, limits[column]))
+    bad_changes, bad_inserts = change_why.notna(), insert_why.notna()
+    issues.add(_change_users(changes[bad_changes]), "conflict", change_why[bad_changes])
+    issues.add(_insert_users(inserts[bad_inserts]), "conflict", insert_why[bad_inserts])
+    return changes[~bad_changes].reset_index(drop=True), inserts[~bad_inserts].reset_index(drop=True)
+
+
+def _change_users(changes: pd.DataFrame) -> pd.DataFrame:
+    """Demoted changes as ``_Issues.add`` reads users (the e-mail is not repeated in the report)."""
+    return changes.assign(username=pd.NA, raw_id=changes["InternalUserID"], email=pd.NA)
+
+
+def _insert_users(inserts: pd.DataFrame) -> pd.DataFrame:
+    return inserts.assign(raw_id=inserts["InternalUserID"], email=inserts["Email"])
+
+
 def _demote_collisions(
-    table: pd.DataFrame, changes: pd.DataFrame, inserts: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Drop every change or insert that would break a unique key, until none would.
+    table: pd.DataFrame, changes: pd.DataFrame, inserts: pd.DataFrame, issues: _Issues
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stage: drop every change or insert that would break a unique key, until none would.
 
     Dropping a change restores its old value, which may be another change's new value
     (a swap with one side in conflict), hence the loop; it ends because each round
-    only removes entries.
+    only removes entries. A first pass: the apply checks again with the server's collation.
     """
-    demoted: list[pd.DataFrame] = []
     keys = {"CognitoID": lambda s: s.astype("string"), "Email": email_keys}
-    while True:
+    held = {column: norm(table[column]).reset_index(drop=True) for column, norm in keys.items()}
+    position = pd.Index(table["UserID"])
+    found = True
+    while found:
         found = False
         for column, norm in keys.items():
-            mine = changes[changes["column"] == column]
-            final = table.set_index("UserID")[column].astype("string").copy()
-            final.loc[mine["UserID"].values] = mine["new"].astype("string").values
-            values = pd.concat([norm(final), norm(inserts[column].astype("string"))], ignore_index=True)
-            set_here = pd.concat(
-                [
-                    pd.Series(final.index.isin(mine["UserID"]), dtype=bool),
-                    pd.Series([True] * len(inserts), dtype=bool),
-                ],
-                ignore_index=True,
-            )
-            bad = _collides(values, set_here)
+            mine = (changes["column"] == column).to_numpy()
+            rows = position.get_indexer(changes.loc[mine, "UserID"])
+            final = held[column].copy()
+            final.iloc[rows] = norm(changes.loc[mine, "new"]).values
+            values = pd.concat([final, norm(inserts[column])], ignore_index=True)
+            set_here = np.zeros(len(values), dtype=bool)
+            set_here[rows] = True
+            set_here[len(final) :] = True
+            bad = set_here & (values.notna() & values.duplicated(keep=False)).to_numpy()
             if not bad.any():
                 continue
             found = True
-            reason = REASON["cognito_collision" if column == "CognitoID" else "email_collision"]
-            bad_rows = set(final.index[bad.values[: len(final)]])
-            bad_inserts = bad.values[len(final) :]
-            hit = (changes["column"] == column) & changes["UserID"].isin(bad_rows)
-            demoted.append(
-                pd.DataFrame(
-                    {
-                        "sub": changes.loc[hit, "sub"].values,
-                        "username": pd.NA,
-                        "InternalUserID": changes.loc[hit, "InternalUserID"].values,
-                        "UserID": changes.loc[hit, "UserID"].values,
-                        "email": pd.NA,
-                        "category": "conflict",
-                        "reason": reason,
-                    }
-                )
-            )
-            demoted.append(
-                pd.DataFrame(
-                    {
-                        "sub": inserts.loc[bad_inserts, "sub"].values,
-                        "username": inserts.loc[bad_inserts, "username"].values,
-                        "InternalUserID": inserts.loc[bad_inserts, "InternalUserID"].values,
-                        "UserID": pd.NA,
-                        "email": inserts.loc[bad_inserts, "Email"].values,
-                        "category": "conflict",
-                        "reason": reason,
-                    }
-                )
-            )
+            reason = SYNC_REASON["cognito_collision" if column == "CognitoID" else "email_collision"]
+            hit = np.zeros(len(changes), dtype=bool)
+            hit[np.flatnonzero(mine)[bad[rows]]] = True
+            bad_inserts = bad[len(final) :]
+            issues.add(_change_users(changes[hit]), "conflict", reason)
+            issues.add(_insert_users(inserts[bad_inserts]), "conflict", reason)
             changes = changes[~hit].reset_index(drop=True)
             inserts = inserts[~bad_inserts].reset_index(drop=True)
-        if not found:
-            break
-    demoted = [d for d in demoted if len(d)]
-    return changes, inserts, pd.concat(demoted, ignore_index=True) if demoted else pd.DataFrame(columns=ISSUE_COLUMNS)
+    return changes, inserts
+
+
+def _classify_rows(p: pd.DataFrame, t: pd.DataFrame, linked_rows: pd.Series, issues: _Issues) -> pd.DataFrame:
+    """Stage: rows no user is linked to, whose CognitoID is no pool user's sub, and no conflict names.
+    A row that a user in conflict claims (by id or e-mail) is a conflict with that user's reason;
+    the others are stale."""
+    free = t[~t["UserID"].isin(linked_rows) & ~t["UserID"].isin(issues.named_rows())]
+    stale = free[free["CognitoID"].notna() & ~member_of(free["CognitoID"], p["sub"])]
+    sub = pd.Series(pd.NA, index=stale.index, dtype="string")
+    reason = pd.Series(pd.NA, index=stale.index, dtype="string")
+    for key, claims in issues.claims:
+        first = claims.drop_duplicates(key).set_index(key)
+        sub = sub.fillna(stale[key].map(first["sub"]).astype("string"))
+        reason = reason.fillna(stale[key].map(first["reason"].astype("string")).astype("string"))
+    claimed = reason.notna()
+    why = reason[claimed].map(SYNC_REASON["row_of_conflict"].format)
+    issues.add_rows(stale[claimed], "conflict", why, sub=sub[claimed].values)
+    return stale[~claimed]
 
 
 def _count(
-    changes: pd.DataFrame,
-    inserts: pd.DataFrame,
-    issues: pd.DataFrame,
-    linked: pd.DataFrame,
-    by_email: pd.DataFrame,
-    stale_policy: str,
-    stale_rows: int,
+    changes: pd.DataFrame, inserts: pd.DataFrame, issues: pd.DataFrame, matched: pd.Series, stale_rows: int
 ) -> dict[str, int]:
+    """Per category: changes, inserts and reported issues; stale rows; matched users left alone."""
     counts = dict.fromkeys(CATEGORIES, 0)
-    for category, n in changes["category"].value_counts().items():
+    reported = issues.loc[issues["category"].isin(["unlinked", "conflict"]), "category"]
+    for category, n in [*changes["category"].value_counts().items(), *reported.value_counts().items()]:
         counts[str(category)] = int(n)
     counts["insert"] = len(inserts)
     counts["stale"] = stale_rows
-    for category, n in issues.loc[issues["category"].isin(["unlinked", "conflict"]), "category"].value_counts().items():
-        counts[str(category)] = int(n)
     touched = pd.concat([changes["sub"], issues.loc[issues["category"] == "conflict", "sub"]], ignore_index=True)
-    pairs = pd.concat([linked["sub"], by_email["sub"]], ignore_index=True)
-    counts["unchanged"] = int((~member_of(pairs, touched)).sum())
+    counts["unchanged"] = int((~member_of(matched, touched)).sum())
     return counts

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from identity_sync.extract import POOL_COLUMNS, records_frame
 from identity_sync.identity import ColumnLimit, limit_refusals
 from identity_sync.matching import NORMALISED_POOL_COLUMNS, email_link_refusals, normalise
-from identity_sync.reconcile import CATEGORIES, REASON, plan_changes
+from identity_sync.reconcile import CATEGORIES, SYNC_REASON, plan_changes
 
 
 def uid(n: int) -> str:
@@ -63,6 +64,9 @@ def table(*rows: tuple[int, str | None, str | None, str | None]) -> pd.DataFrame
 
 
 def na_to_none(value: Any) -> Any:
+    """Missing as None, numpy integers as int (so that tuples sort and print alike)."""
+    if isinstance(value, np.integer):
+        return int(value)
     return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
 
 
@@ -90,6 +94,11 @@ def issue_tuples(plan, *columns: str, stale: bool = False) -> list[tuple[Any, ..
     return sorted(rows, key=repr)
 
 
+def row_of_conflict(reason_key: str) -> str:
+    """The reason of a row whose pool user is in conflict for ``reason_key``."""
+    return SYNC_REASON["row_of_conflict"].format(SYNC_REASON[reason_key])
+
+
 def counts(**nonzero: int) -> dict[str, int]:
     expected = dict.fromkeys(CATEGORIES, 0)
     expected.update(nonzero)
@@ -103,7 +112,7 @@ def test_relink_same_internal_id_new_sub() -> None:
     plan = plan_changes(pool(user("sub-1", "a@x.io", U1)), table((10, U1, "prod-1", "a@x.io")))
 
     assert change_tuples(plan) == [
-        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"]),
+        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"]),
     ]
     assert plan.inserts.empty
     assert plan.issues.empty
@@ -122,7 +131,7 @@ def test_relink_same_internal_id_new_sub() -> None:
 def test_relink_of_a_row_without_cognito_id() -> None:
     plan = plan_changes(pool(user("sub-1", "a@x.io", U1)), table((10, U1, None, "a@x.io")))
 
-    assert change_tuples(plan) == [(10, U1, "sub-1", "CognitoID", None, "sub-1", "relink", REASON["relink"])]
+    assert change_tuples(plan) == [(10, U1, "sub-1", "CognitoID", None, "sub-1", "relink", SYNC_REASON["relink"])]
     assert plan.counts == counts(relink=1)
 
 
@@ -139,7 +148,9 @@ def test_uuids_compare_case_insensitively(pool_id: str, row_id: str) -> None:
     plan = plan_changes(pool(user("sub-1", "a@x.io", pool_id)), table((10, row_id, "prod-1", "a@x.io")))
 
     # Matched by id: a relink of the existing row, never an insert of a second row.
-    assert change_tuples(plan) == [(10, row_id, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"])]
+    assert change_tuples(plan) == [
+        (10, row_id, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])
+    ]
     assert plan.inserts.empty
     assert plan.issues.empty
     assert plan.counts == counts(relink=1)
@@ -183,7 +194,7 @@ def test_email_update_beyond_case() -> None:
     plan = plan_changes(pool(user("sub-1", " New@X.io ", U1)), table((10, U1, "sub-1", "old@x.io")))
 
     assert change_tuples(plan) == [
-        (10, U1, "sub-1", "Email", "old@x.io", "New@X.io", "email_update", REASON["email_update"]),
+        (10, U1, "sub-1", "Email", "old@x.io", "New@X.io", "email_update", SYNC_REASON["email_update"]),
     ]
     assert plan.counts == counts(email_update=1)
     assert plan.metrics["cognito_id_changes"] == 0
@@ -193,8 +204,8 @@ def test_relink_and_email_update_of_one_row() -> None:
     plan = plan_changes(pool(user("sub-1", "new@x.io", U1)), table((10, U1, "prod-1", "old@x.io")))
 
     assert change_tuples(plan) == [
-        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"]),
-        (10, U1, "sub-1", "Email", "old@x.io", "new@x.io", "email_update", REASON["email_update"]),
+        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"]),
+        (10, U1, "sub-1", "Email", "old@x.io", "new@x.io", "email_update", SYNC_REASON["email_update"]),
     ]
     assert plan.counts == counts(relink=1, email_update=1)
     assert plan.rows_to_write == 1
@@ -204,7 +215,7 @@ def test_email_case_mismatch_is_not_an_email_update() -> None:
     """Old helper failure 3, on the id path: 'Alice@X.io' vs 'alice@x.io' is the same e-mail."""
     plan = plan_changes(pool(user("sub-1", " Alice@X.IO", U1)), table((10, U1, "prod-1", "alice@x.io")))
 
-    assert change_tuples(plan) == [(10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"])]
+    assert change_tuples(plan) == [(10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])]
     assert plan.counts == counts(relink=1)
 
 
@@ -220,7 +231,7 @@ def test_email_fallback_matches_case_insensitively_and_trimmed() -> None:
     plan = plan_changes(pool(user("sub-1", "  Alice@Example.COM ")), table((10, U1, "prod-1", "alice@example.com")))
 
     assert change_tuples(plan) == [
-        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "email_fallback", REASON["email_fallback"]),
+        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "email_fallback", SYNC_REASON["email_fallback"]),
     ]
     assert plan.issues.empty
     assert plan.counts == counts(email_fallback=1)
@@ -233,7 +244,7 @@ def test_email_fallback_never_rewrites_the_email() -> None:
     plan = plan_changes(pool(user("sub-1", "ALICE@x.io")), table((10, None, None, "alice@x.io")))
 
     assert change_tuples(plan) == [
-        (10, None, "sub-1", "CognitoID", None, "sub-1", "email_fallback", REASON["email_fallback"]),
+        (10, None, "sub-1", "CognitoID", None, "sub-1", "email_fallback", SYNC_REASON["email_fallback"]),
     ]
 
 
@@ -242,7 +253,7 @@ def test_blank_attribute_counts_as_no_attribute(attribute: str | None) -> None:
     plan = plan_changes(pool(user("sub-1", "a@x.io", attribute)), table((10, U1, "prod-1", "a@x.io")))
 
     assert change_tuples(plan) == [
-        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "email_fallback", REASON["email_fallback"]),
+        (10, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "email_fallback", SYNC_REASON["email_fallback"]),
     ]
 
 
@@ -258,7 +269,7 @@ def test_dev_only_user_missing_from_prod_snapshot_is_inserted() -> None:
 
     assert insert_tuples(plan) == [(U7, "dev-sub-9", "tester@x.io", "Given", "Family")]
     assert change_tuples(plan) == [
-        (1, U1, "dev-sub-1", "CognitoID", "prod-sub-1", "dev-sub-1", "relink", REASON["relink"])
+        (1, U1, "dev-sub-1", "CognitoID", "prod-sub-1", "dev-sub-1", "relink", SYNC_REASON["relink"])
     ]
     assert plan.counts == counts(relink=1, insert=1)
 
@@ -271,10 +282,10 @@ def test_prod_user_without_dev_account_is_stale(policy: str) -> None:
 
     plan = plan_changes(dev_pool, restored_from_prod, stale_policy=policy)
 
-    relink = (1, U1, "dev-sub-1", "CognitoID", "prod-sub-1", "dev-sub-1", "relink", REASON["relink"])
+    relink = (1, U1, "dev-sub-1", "CognitoID", "prod-sub-1", "dev-sub-1", "relink", SYNC_REASON["relink"])
     if policy == "clear":
         assert change_tuples(plan) == sorted(
-            [relink, (2, U2, None, "CognitoID", "prod-sub-2", None, "stale", REASON["stale_clear"])], key=repr
+            [relink, (2, U2, None, "CognitoID", "prod-sub-2", None, "stale", SYNC_REASON["stale_clear"])], key=repr
         )
         assert plan.issues.empty
         assert plan.metrics["cognito_id_changes"] == 2
@@ -282,7 +293,7 @@ def test_prod_user_without_dev_account_is_stale(policy: str) -> None:
     else:
         assert change_tuples(plan) == [relink]
         assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "email", "category", "reason", stale=True) == [
-            (None, 2, U2, "prod.only@x.io", "stale", REASON["stale_keep"]),
+            (None, 2, U2, "prod.only@x.io", "stale", SYNC_REASON["stale_keep"]),
         ]
         assert plan.metrics["cognito_id_changes"] == 1
         assert plan.rows_to_write == 1
@@ -295,11 +306,11 @@ def test_stale_row_whose_cognito_id_is_still_a_pool_sub_is_not_cleared(policy: s
     """Row 2 is linked to nobody, but its CognitoID is a live sub: not stale, never cleared."""
     if owner == "unlinked-user":
         sub_2 = user("sub-2", "nobody@x.io")  # no attribute, no row with this e-mail
-        expected_issues = [("sub-2", None, "unlinked", REASON["unlinked_no_row"])]
+        expected_issues = [("sub-2", None, "unlinked", SYNC_REASON["unlinked_no_row"])]
         expected = counts(unlinked=1, unchanged=1)
     else:
         sub_2 = user("sub-2", "other@x.io", U3)  # U3 is in no row: its insert collides with row 2
-        expected_issues = [("sub-2", None, "conflict", REASON["cognito_collision"])]
+        expected_issues = [("sub-2", None, "conflict", SYNC_REASON["cognito_collision"])]
         expected = counts(conflict=1, unchanged=1)
 
     plan = plan_changes(
@@ -333,8 +344,8 @@ def test_unlinked_without_attribute_and_email() -> None:
     plan = plan_changes(pool(user("sub-1", None), user("sub-2", "   ")), table((1, U1, "sub-9", "a@x.io")))
 
     assert issue_tuples(plan) == [
-        ("sub-1", None, "unlinked", REASON["unlinked_no_email"]),
-        ("sub-2", None, "unlinked", REASON["unlinked_no_email"]),
+        ("sub-1", None, "unlinked", SYNC_REASON["unlinked_no_email"]),
+        ("sub-2", None, "unlinked", SYNC_REASON["unlinked_no_email"]),
     ]
     assert plan.changes.empty
     assert plan.counts == counts(unlinked=2, stale=1)
@@ -344,7 +355,7 @@ def test_unlinked_without_attribute_and_matching_row() -> None:
     plan = plan_changes(pool(user("sub-1", "nobody@x.io")), table((1, U1, "sub-1-old", "a@x.io")))
 
     assert issue_tuples(plan, "sub", "email", "category", "reason") == [
-        ("sub-1", "nobody@x.io", "unlinked", REASON["unlinked_no_row"]),
+        ("sub-1", "nobody@x.io", "unlinked", SYNC_REASON["unlinked_no_row"]),
     ]
     assert plan.inserts.empty
     assert plan.counts == counts(unlinked=1, stale=1)
@@ -359,7 +370,7 @@ def test_invalid_id_attribute_is_a_conflict(value: str) -> None:
     plan = plan_changes(pool(user("sub-1", "a@x.io", value)), table((1, U1, "prod-1", "a@x.io")))
 
     assert issue_tuples(plan, "sub", "InternalUserID", "category", "reason") == [
-        ("sub-1", value, "conflict", REASON["invalid_id"]),
+        ("sub-1", value, "conflict", SYNC_REASON["invalid_id"]),
     ]
     assert plan.changes.empty
     assert plan.inserts.empty
@@ -372,7 +383,7 @@ def test_invalid_id_row_is_stale_under_clear() -> None:
         pool(user("sub-1", "a@x.io", "not-a-uuid")), table((1, U1, "prod-1", "a@x.io")), stale_policy="clear"
     )
 
-    assert change_tuples(plan) == [(1, U1, None, "CognitoID", "prod-1", None, "stale", REASON["stale_clear"])]
+    assert change_tuples(plan) == [(1, U1, None, "CognitoID", "prod-1", None, "stale", SYNC_REASON["stale_clear"])]
     assert plan.counts == counts(conflict=1, stale=1)
 
 
@@ -385,13 +396,19 @@ def test_two_pool_users_with_one_id_are_both_conflicts(in_table: bool) -> None:
         table(*rows),
     )
 
-    assert issue_tuples(plan, "sub", "InternalUserID", "category", "reason") == [
-        ("sub-1", U1, "conflict", REASON["duplicate_id"]),
-        ("sub-2", U1.upper(), "conflict", REASON["duplicate_id"]),
-    ]
+    # Row 1 is U1's: its users are in conflict, so it is too (not "stale: no user in the pool").
+    row_1 = [("sub-1", U1, "conflict", row_of_conflict("duplicate_id"))] if in_table else []
+    assert issue_tuples(plan, "sub", "InternalUserID", "category", "reason", stale=True) == sorted(
+        [
+            ("sub-1", U1, "conflict", SYNC_REASON["duplicate_id"]),
+            ("sub-2", U1.upper(), "conflict", SYNC_REASON["duplicate_id"]),
+            *row_1,
+        ],
+        key=repr,
+    )
     assert plan.changes.empty
     assert plan.inserts.empty
-    assert plan.counts == counts(conflict=2, unchanged=1, stale=1 if in_table else 0)
+    assert plan.counts == counts(conflict=3 if in_table else 2, unchanged=1)
 
 
 def test_id_on_several_rows_is_a_conflict() -> None:
@@ -400,10 +417,14 @@ def test_id_on_several_rows_is_a_conflict() -> None:
         table((1, U1, "prod-1", "a@x.io"), (2, U1.upper(), "prod-2", "b@x.io")),
     )
 
-    assert issue_tuples(plan) == [("sub-1", None, "conflict", REASON["duplicate_row_id"])]
+    assert issue_tuples(plan, stale=True) == [
+        ("sub-1", 1, "conflict", row_of_conflict("duplicate_row_id")),
+        ("sub-1", 2, "conflict", row_of_conflict("duplicate_row_id")),
+        ("sub-1", None, "conflict", SYNC_REASON["duplicate_row_id"]),
+    ]
     assert plan.inserts.empty
     assert plan.changes.empty
-    assert plan.counts == counts(conflict=1, stale=2)
+    assert plan.counts == counts(conflict=3)
 
 
 def test_email_shared_by_pool_users_without_attribute_is_a_conflict() -> None:
@@ -412,12 +433,13 @@ def test_email_shared_by_pool_users_without_attribute_is_a_conflict() -> None:
         table((1, U1, "prod-1", "a@x.io"), (2, U3, "sub-3", "c@x.io")),
     )
 
-    assert issue_tuples(plan, "sub", "email", "category", "reason") == [
-        ("sub-1", "a@x.io", "conflict", REASON["pool_email_shared"]),
-        ("sub-2", "A@X.io", "conflict", REASON["pool_email_shared"]),
+    assert issue_tuples(plan, "sub", "UserID", "email", "category", "reason", stale=True) == [
+        ("sub-1", 1, "a@x.io", "conflict", row_of_conflict("pool_email_shared")),
+        ("sub-1", None, "a@x.io", "conflict", SYNC_REASON["pool_email_shared"]),
+        ("sub-2", None, "A@X.io", "conflict", SYNC_REASON["pool_email_shared"]),
     ]
     assert plan.changes.empty
-    assert plan.counts == counts(conflict=2, unchanged=1, stale=1)
+    assert plan.counts == counts(conflict=3, unchanged=1)
 
 
 def test_email_shared_with_a_keyed_pool_user_blocks_the_fallback_and_the_insert() -> None:
@@ -426,13 +448,14 @@ def test_email_shared_with_a_keyed_pool_user_blocks_the_fallback_and_the_insert(
         table((1, U1, "prod-1", "a@x.io")),
     )
 
-    assert issue_tuples(plan) == [
-        ("sub-1", None, "conflict", REASON["pool_email_shared"]),
-        ("sub-2", None, "conflict", REASON["pool_email_shared"]),
+    assert issue_tuples(plan, stale=True) == [
+        ("sub-1", 1, "conflict", row_of_conflict("pool_email_shared")),
+        ("sub-1", None, "conflict", SYNC_REASON["pool_email_shared"]),
+        ("sub-2", None, "conflict", SYNC_REASON["pool_email_shared"]),
     ]
     assert plan.changes.empty
     assert plan.inserts.empty
-    assert plan.counts == counts(conflict=2, stale=1)
+    assert plan.counts == counts(conflict=3)
 
 
 def test_email_update_to_an_email_shared_in_the_pool_is_a_conflict_but_the_relink_applies() -> None:
@@ -441,10 +464,10 @@ def test_email_update_to_an_email_shared_in_the_pool_is_a_conflict_but_the_relin
         table((1, U1, "prod-1", "one@x.io"), (2, U2, "sub-2", "two@x.io")),
     )
 
-    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"])]
+    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])]
     assert issue_tuples(plan) == [
-        ("sub-1", 1, "conflict", REASON["pool_email_shared"]),
-        ("sub-2", 2, "conflict", REASON["pool_email_shared"]),
+        ("sub-1", 1, "conflict", SYNC_REASON["pool_email_shared"]),
+        ("sub-2", 2, "conflict", SYNC_REASON["pool_email_shared"]),
     ]
     assert plan.counts == counts(relink=1, conflict=2)
 
@@ -456,9 +479,13 @@ def test_email_matching_several_rows_is_a_conflict() -> None:
         table((1, U1, "prod-1", " a@x.io"), (2, U2, "prod-2", "A@x.io")),
     )
 
-    assert issue_tuples(plan) == [("sub-1", None, "conflict", REASON["row_email_shared"])]
+    assert issue_tuples(plan, stale=True) == [
+        ("sub-1", 1, "conflict", row_of_conflict("row_email_shared")),
+        ("sub-1", 2, "conflict", row_of_conflict("row_email_shared")),
+        ("sub-1", None, "conflict", SYNC_REASON["row_email_shared"]),
+    ]
     assert plan.changes.empty
-    assert plan.counts == counts(conflict=1, stale=2)
+    assert plan.counts == counts(conflict=3)
 
 
 def test_email_matching_a_row_linked_by_id_to_another_user_is_row_taken() -> None:
@@ -468,7 +495,7 @@ def test_email_matching_a_row_linked_by_id_to_another_user_is_row_taken() -> Non
     )
 
     # The e-mail is shared by both pool users, so that reason wins; make them differ to reach row_taken.
-    assert set(plan.issues["reason"]) == {REASON["pool_email_shared"]}
+    assert set(plan.issues["reason"]) == {SYNC_REASON["pool_email_shared"]}
 
     plan = plan_changes(
         pool(user("sub-1", "new@x.io", U1), user("sub-2", "A@x.io ")),
@@ -476,11 +503,11 @@ def test_email_matching_a_row_linked_by_id_to_another_user_is_row_taken() -> Non
     )
 
     assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "category", "reason") == [
-        ("sub-2", 1, None, "conflict", REASON["row_taken"]),
+        ("sub-2", 1, None, "conflict", SYNC_REASON["row_taken"]),
     ]
     assert change_tuples(plan) == [
-        (1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"]),
-        (1, U1, "sub-1", "Email", "a@x.io", "new@x.io", "email_update", REASON["email_update"]),
+        (1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"]),
+        (1, U1, "sub-1", "Email", "a@x.io", "new@x.io", "email_update", SYNC_REASON["email_update"]),
     ]
     assert plan.counts == counts(relink=1, email_update=1, conflict=1)
 
@@ -493,7 +520,7 @@ def test_insert_whose_email_collides_with_another_row_is_a_conflict() -> None:
 
     assert plan.inserts.empty
     assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "email", "category", "reason") == [
-        ("sub-7", None, U7, "Taken@X.io", "conflict", REASON["email_collision"]),
+        ("sub-7", None, U7, "Taken@X.io", "conflict", SYNC_REASON["email_collision"]),
     ]
     assert plan.changes.empty
     assert plan.counts == counts(conflict=1, unchanged=1, stale=1)
@@ -504,7 +531,7 @@ def test_insert_whose_sub_is_held_by_another_row_is_a_conflict() -> None:
     plan = plan_changes(pool(user("sub-7", "new@x.io", U7)), table((1, None, "sub-7", "old@x.io")))
 
     assert plan.inserts.empty
-    assert issue_tuples(plan) == [("sub-7", None, "conflict", REASON["cognito_collision"])]
+    assert issue_tuples(plan) == [("sub-7", None, "conflict", SYNC_REASON["cognito_collision"])]
     assert plan.counts == counts(conflict=1)
 
 
@@ -516,7 +543,7 @@ def test_relink_onto_a_sub_held_by_another_row_is_a_conflict() -> None:
 
     assert plan.changes.empty
     assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "category", "reason") == [
-        ("sub-1", 1, U1, "conflict", REASON["cognito_collision"]),
+        ("sub-1", 1, U1, "conflict", SYNC_REASON["cognito_collision"]),
     ]
     assert plan.counts == counts(conflict=1)
     assert plan.metrics["cognito_id_changes"] == 0
@@ -537,9 +564,9 @@ def test_email_update_colliding_with_an_unchanged_row_is_a_conflict_while_the_re
 
     plan = plan_changes(pool(*users), table(*rows))
 
-    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"])]
+    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])]
     assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "category", "reason") == [
-        ("sub-1", 1, U1, "conflict", REASON["email_collision"]),
+        ("sub-1", 1, U1, "conflict", SYNC_REASON["email_collision"]),
     ]
     assert plan.counts == expected
     assert plan.rows_to_write == 1
@@ -552,8 +579,8 @@ def test_swapped_emails_are_both_updated() -> None:
     )
 
     assert change_tuples(plan) == [
-        (1, U1, "sub-1", "Email", "a@x.io", "b@x.io", "email_update", REASON["email_update"]),
-        (2, U2, "sub-2", "Email", "b@x.io", "A@x.io", "email_update", REASON["email_update"]),
+        (1, U1, "sub-1", "Email", "a@x.io", "b@x.io", "email_update", SYNC_REASON["email_update"]),
+        (2, U2, "sub-2", "Email", "b@x.io", "A@x.io", "email_update", SYNC_REASON["email_update"]),
     ]
     assert plan.issues.empty
     assert plan.counts == counts(email_update=2)
@@ -566,8 +593,8 @@ def test_swapped_subs_are_both_relinked() -> None:
     )
 
     assert change_tuples(plan) == [
-        (1, U1, "sub-1", "CognitoID", "sub-2", "sub-1", "relink", REASON["relink"]),
-        (2, U2, "sub-2", "CognitoID", "sub-1", "sub-2", "relink", REASON["relink"]),
+        (1, U1, "sub-1", "CognitoID", "sub-2", "sub-1", "relink", SYNC_REASON["relink"]),
+        (2, U2, "sub-2", "CognitoID", "sub-1", "sub-2", "relink", SYNC_REASON["relink"]),
     ]
     assert plan.issues.empty
 
@@ -581,8 +608,8 @@ def test_chain_with_one_side_in_conflict_demotes_the_other() -> None:
 
     assert plan.changes.empty
     assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "category", "reason") == [
-        ("sub-1", 1, U1, "conflict", REASON["email_collision"]),
-        ("sub-2", 2, U2, "conflict", REASON["email_collision"]),
+        ("sub-1", 1, U1, "conflict", SYNC_REASON["email_collision"]),
+        ("sub-2", 2, U2, "conflict", SYNC_REASON["email_collision"]),
     ]
     assert plan.counts == counts(conflict=2, stale=1)
 
@@ -596,10 +623,10 @@ def test_cognito_chain_with_one_side_in_conflict_demotes_the_other_and_blocks_th
 
     # Rows 1 and 2 swap subs, no collision; row 3 holds sub-3 so U3's insert collides.
     assert change_tuples(plan) == [
-        (1, U1, "sub-1", "CognitoID", "sub-2", "sub-1", "relink", REASON["relink"]),
-        (2, U2, "sub-2", "CognitoID", "sub-1", "sub-2", "relink", REASON["relink"]),
+        (1, U1, "sub-1", "CognitoID", "sub-2", "sub-1", "relink", SYNC_REASON["relink"]),
+        (2, U2, "sub-2", "CognitoID", "sub-1", "sub-2", "relink", SYNC_REASON["relink"]),
     ]
-    assert issue_tuples(plan) == [("sub-3", None, "conflict", REASON["cognito_collision"])]
+    assert issue_tuples(plan) == [("sub-3", None, "conflict", SYNC_REASON["cognito_collision"])]
 
     # Now row 2 wants sub-3 instead (its user moved): row 3 keeps sub-3, so row 2 keeps sub-1, so
     # row 1 cannot take sub-1 either.
@@ -610,8 +637,8 @@ def test_cognito_chain_with_one_side_in_conflict_demotes_the_other_and_blocks_th
 
     assert plan.changes.empty
     assert issue_tuples(plan) == [
-        ("sub-1", 1, "conflict", REASON["cognito_collision"]),
-        ("sub-3", 2, "conflict", REASON["cognito_collision"]),
+        ("sub-1", 1, "conflict", SYNC_REASON["cognito_collision"]),
+        ("sub-3", 2, "conflict", SYNC_REASON["cognito_collision"]),
     ]
 
 
@@ -766,3 +793,208 @@ def test_limit_refusals_count_characters_and_never_quote_the_value() -> None:
 def test_limit_refusals_refuse_an_unknown_character_set() -> None:
     with pytest.raises(ValueError, match="column Email: unknown character set 'klingon'"):
         limit_refusals(pd.Series(["a"], dtype="string"), "Email", ColumnLimit(10, "klingon"))
+
+
+# --- e-mail links only for users whose e-mail proves something (issue 7, item 3) ----------------
+
+
+@pytest.mark.parametrize(
+    ("trust", "refusal"),
+    [
+        ({"email_verified": False}, "e-mail not verified"),
+        ({"status": "UNCONFIRMED"}, "status UNCONFIRMED"),
+        ({"status": "FORCE_CHANGE_PASSWORD"}, "status FORCE_CHANGE_PASSWORD"),
+        ({"status": "RESET_REQUIRED"}, "status RESET_REQUIRED"),
+        ({"enabled": False}, "user disabled"),
+    ],
+)
+@pytest.mark.parametrize("policy", ["keep", "clear"])
+def test_a_user_whose_email_proves_nothing_never_takes_a_row_over(
+    trust: dict[str, Any], refusal: str, policy: str
+) -> None:
+    """Someone signed up with the victim's address: the row stays the victim's, the run says why."""
+    plan = plan_changes(
+        pool(user("sub-attacker", "Victim@x.io", **trust)),
+        table((1, U1, "prod-victim", "victim@x.io")),
+        stale_policy=policy,
+    )
+
+    assert plan.changes.empty, change_tuples(plan)
+    refused = SYNC_REASON["email_refused"].format(refusal)
+    # The conflict names row 1 (its UserID): the row is neither stale nor cleared.
+    assert issue_tuples(plan, "sub", "UserID", "category", "reason", stale=True) == [
+        ("sub-attacker", 1, "conflict", refused),
+    ]
+    assert plan.counts == counts(conflict=1)
+    assert plan.metrics["matched_pool_users"] == 0
+
+
+def test_a_federated_verified_user_links_by_email() -> None:
+    plan = plan_changes(pool(user("sub-1", "a@x.io", status="EXTERNAL_PROVIDER")), table((1, U1, "prod-1", "a@x.io")))
+
+    assert change_tuples(plan) == [
+        (1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "email_fallback", SYNC_REASON["email_fallback"])
+    ]
+
+
+def test_an_unverified_user_already_on_its_row_is_left_alone() -> None:
+    """The row holds the user's own sub: nothing is taken over, so nothing is refused."""
+    plan = plan_changes(pool(user("sub-1", "a@x.io", email_verified=False)), table((1, None, "sub-1", "a@x.io")))
+
+    assert plan.changes.empty and plan.issues.empty
+    assert plan.counts == counts(unchanged=1)
+
+
+def test_an_unverified_user_still_links_by_id() -> None:
+    """The id attribute is written by the backfill or at creation, never by the user: status does not matter."""
+    plan = plan_changes(
+        pool(user("sub-1", "a@x.io", U1, status="UNCONFIRMED", email_verified=False)),
+        table((1, U1, "prod-1", "a@x.io")),
+    )
+
+    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])]
+
+
+# --- rows of users in conflict are conflicts, not stale (issue 7, item 13) ----------------------
+
+
+def test_the_row_of_a_user_in_conflict_is_never_cleared_as_stale() -> None:
+    """Two pool users carry U1: row 1 is theirs, not a row with "no user in the pool"."""
+    plan = plan_changes(
+        pool(user("sub-1", "a@x.io", U1), user("sub-2", "b@x.io", U1)),
+        table((1, U1, "prod-1", "a@x.io"), (2, U2, "prod-2", "gone@x.io")),
+        stale_policy="clear",
+    )
+
+    assert change_tuples(plan) == [
+        (2, U2, None, "CognitoID", "prod-2", None, "stale", SYNC_REASON["stale_clear"]),
+    ]
+    assert ("sub-1", 1, "conflict", row_of_conflict("duplicate_id")) in issue_tuples(plan)
+    assert plan.counts == counts(conflict=3, stale=1)
+
+
+# --- column limits (issue 7, items 2 and 9) ----------------------------------------------------------
+
+LIMITS = {
+    "CognitoID": ColumnLimit(12, "utf8mb4"),
+    "Email": ColumnLimit(16, "utf8mb3"),
+    "FirstName": ColumnLimit(8, "latin1"),
+    "LastName": ColumnLimit(8, "utf8mb4"),
+}
+
+
+def test_values_the_table_cannot_hold_are_per_row_conflicts() -> None:
+    plan = plan_changes(
+        pool(
+            user("sub-1", "a@x.io", U1),  # fits: the relink applies
+            user("sub-2", "rather.long@x.io1", U2),  # 17 characters: the e-mail update is refused
+            user("sub-3-too-long", "c@x.io", U3),  # 14 characters: the relink is refused
+            user("sub-4", "😀@x.io", U4),  # an insert whose e-mail utf8mb3 cannot store
+            user("sub-5", "e@x.io", U5, given_name="Ŋina"),  # latin1 has no Ŋ
+            user("sub-6", "f@x.io", U6, family_name="Family-Name"),  # 11 characters
+            user("sub-7", "g@x.io", U7),  # fits: inserted
+        ),
+        table((1, U1, "prod-1", "a@x.io"), (2, U2, "sub-2", "b@x.io"), (3, U3, "prod-3", "c@x.io")),
+        column_limits=LIMITS,
+    )
+
+    assert change_tuples(plan) == [(1, U1, "sub-1", "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"])]
+    assert insert_tuples(plan) == [(U7, "sub-7", "g@x.io", "Given", "Family")]
+    assert issue_tuples(plan, "sub", "UserID", "InternalUserID", "category", "reason") == [
+        ("sub-2", 2, U2, "conflict", "Email is longer than the column's 16 characters"),
+        ("sub-3-too-long", 3, U3, "conflict", "CognitoID is longer than the column's 12 characters"),
+        ("sub-4", None, U4, "conflict", "Email holds characters its character set utf8mb3 cannot store"),
+        ("sub-5", None, U5, "conflict", "FirstName holds characters its character set latin1 cannot store"),
+        ("sub-6", None, U6, "conflict", "LastName is longer than the column's 8 characters"),
+    ]
+    assert not plan.issues["reason"].astype(str).str.contains("😀|Ŋina|rather|Family-Name").any()  # never the value
+    assert plan.counts == counts(relink=1, insert=1, conflict=5)
+
+
+def test_a_refused_value_frees_nothing_it_would_have_freed() -> None:
+    """Row 1 would give up a@ for a too-long e-mail; row 2 wanted a@: both stay, both reported."""
+    plan = plan_changes(
+        pool(user("sub-1", "much.too.long@x.io", U1), user("sub-2", "a@x.io", U2)),
+        table((1, U1, "sub-1", "a@x.io"), (2, U2, "sub-2", "b@x.io")),
+        column_limits={"Email": ColumnLimit(16, "utf8mb4")},
+    )
+
+    assert plan.changes.empty
+    assert [reason for _, reason in issue_tuples(plan, "sub", "reason")] == [
+        "Email is longer than the column's 16 characters",
+        SYNC_REASON["email_collision"],
+    ]
+
+
+# --- a lean plan (issue 9, item 2) ----------------------------------------------------------------
+
+HOT_COLUMNS = {"sub", "email", "email_norm", "InternalUserID", "CognitoID", "Email", "iid", "old", "new"}
+
+
+def _arrow_strings(frame: pd.DataFrame) -> dict[str, str]:
+    """Hot string columns of ``frame`` that are not Arrow-backed strings, with their dtype."""
+    return {
+        name: str(dtype)
+        for name, dtype in frame.dtypes.items()
+        if name in HOT_COLUMNS and not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow")
+    }
+
+
+RESTORE = (
+    [user("s-1", "a@x.io", U1), user("s-2", "b@x.io", U2)],
+    [(1, U1, "prod-1", "a@x.io"), (2, U2, "prod-2", "b@x.io")],
+)
+MIXED = (
+    [
+        user("s-relink", "relink@x.io", U1),
+        user("s-fallback", "fallback@x.io"),
+        user("s-insert", "insert@x.io", U4),
+        user("s-unlinked", "nobody@x.io"),
+        user("s-conflict", "conflict@x.io", "bad-id"),
+        user("s-same", "same@x.io", U5),
+    ],
+    [(1, U1, "prod-1", "relink@x.io"), (3, U3, "prod-3", "fallback@x.io"), (5, U5, "s-same", "same@x.io")],
+)
+
+
+@pytest.mark.parametrize(("users", "rows"), [RESTORE, MIXED], ids=["restore-no-issues", "mixed"])
+def test_the_plan_keeps_arrow_strings_and_categories_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, users: list[dict[str, Any]], rows: list[tuple[Any, ...]]
+) -> None:
+    """An object-dtype column sends member_of to pandas' isin (seconds and hundreds of MB at 1M; a
+    restore with no issue used to get one from the empty issues frame): every frame the stages hand
+    on, and every frame of the plan, keeps Arrow strings."""
+    import identity_sync.identity as identity
+
+    seen: list[str] = []
+    real = identity.member_of
+
+    def checked(values: pd.Series, candidates: Any) -> pd.Series:
+        for series in (values, candidates):
+            if isinstance(series, pd.Series) and not isinstance(series.dtype, pd.StringDtype):
+                seen.append(f"{series.name}: {series.dtype}")
+        return real(values, candidates)
+
+    monkeypatch.setattr("identity_sync.reconcile.member_of", checked)
+    plan = plan_changes(pool(*users), table(*rows))
+
+    assert seen == []
+    for frame in (plan.changes, plan.inserts, plan.issues):
+        assert _arrow_strings(frame) == {}
+    for frame in (plan.changes, plan.issues):
+        assert all(frame[c].dtype == "category" for c in ("category", "reason"))
+    assert plan.changes["column"].dtype == "category"
+    assert plan.issues["UserID"].dtype == "Int64"
+
+
+def test_empty_plan_frames_are_typed_too() -> None:
+    plan = plan_changes(pool(), table())
+
+    for frame in (plan.changes, plan.inserts, plan.issues):
+        assert _arrow_strings(frame) == {}
+
+
+def test_normalised_frames_keep_arrow_strings() -> None:
+    p, t = normalise(pool(user("s1", "a@x.io", U1), user("s2", None)), table((1, U1, "s1", "a@x.io")))
+
+    assert _arrow_strings(p) == {} and _arrow_strings(t) == {}
