@@ -11,19 +11,18 @@ asset event supplied (user name, reason, event extra), and it is escaped for Mar
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from identity_sync.reconcile import CATEGORIES
+from identity_sync.report import CONTROL_CHARACTERS
 from identity_sync.runfiles import RunFiles, report_links_markdown
 
 RUN_RECORD = "run.json"
 RUN_SUMMARY = "summary.md"
 REASON_KEY = "reason"  # the asset event's extra key that carries the reason of an asset-triggered run
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def record_outcome(files: RunFiles, outcome: str, mode: RunMode | None = None) -
 def markdown_text(text: Any) -> str:
     """Text from outside (ids, a user name, a reason, an event's extra) as one inline code span: shown as
     typed, never as a link, HTML, heading or a new line (backticks become quotes, control characters spaces)."""
-    return "`" + _CONTROL.sub(" ", str(text)).replace("`", "'") + "`"
+    return "`" + CONTROL_CHARACTERS.sub(" ", str(text)).replace("`", "'") + "`"
 
 
 def _rows(pairs: Iterable[tuple[str, Any]]) -> list[str]:

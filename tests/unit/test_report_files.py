@@ -193,3 +193,11 @@ def test_object_stores_are_written_without_chmod(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(FileExistsError):
         files.write_text("record.txt", "second", replace=False)
     assert files.read_text("record.txt") == "first"
+
+
+def test_categorical_columns_are_made_safe_through_their_categories() -> None:
+    values = pd.Series(pd.Categorical(["=cmd", None, "ok", "=cmd", "tab\there"]))
+
+    safe = spreadsheet_safe(values)
+
+    assert list(safe.fillna("<NA>")) == ["'=cmd", "<NA>", "ok", "'=cmd", "tab\\x09here"]
