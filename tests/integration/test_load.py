@@ -8,20 +8,34 @@ compares the whole table (every row, every column the sync may write).
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import MySQLdb
 import pandas as pd
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from identity_sync.apply_conflicts import reason
 from identity_sync.config import Environment
 from identity_sync.extract import records_frame
+from identity_sync.identity import ColumnLimit
 from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan, plan_changes
-from identity_sync.table import ApplyResult, LockNotAcquiredError, PlanDriftError, UniqueKeyViolationError, UsersTable
+from identity_sync.sql import MYSQL
+from identity_sync.table import (
+    ApplyResult,
+    LockNotAcquiredError,
+    PlanDriftError,
+    UniqueKeyViolationError,
+    UsersTable,
+    database_hook,
+)
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
 INTEGRITY_ERRORS = UniqueKeyViolationError
@@ -758,3 +772,407 @@ def test_open_refuses_an_unsupported_connection_type(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AIRFLOW_CONN_USERS_DB_IT", json.dumps({"conn_type": "http", "host": "127.0.0.1"}))
     with pytest.raises(ValueError, match="not supported"), UsersTable.open(environment("Users")):
         pass
+
+
+# -- reliability (issue 7) and the lean apply (issue 9) -------------------------------------------
+
+
+class HookedCursor:
+    """A cursor that calls ``before(sql, cursor)`` and ``after(sql, cursor)`` around every execute."""
+
+    def __init__(self, cursor: Any, connection: HookedConnection) -> None:
+        self._cursor = cursor
+        self._hooks = connection
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if self._hooks.before:
+            self._hooks.before(sql, params, self._cursor)
+        result = self._cursor.execute(sql, params)
+        if self._hooks.after:
+            self._hooks.after(sql, params, self._cursor)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class HookedConnection:
+    """A DB-API connection whose cursors run the test's hooks around each statement (same session)."""
+
+    def __init__(self, connection: Any, before: Any = None, after: Any = None) -> None:
+        self.__dict__.update(_connection=connection, before=before, after=after)
+
+    def cursor(self) -> HookedCursor:
+        return HookedCursor(self._connection.cursor(), self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._connection, name, value)
+
+
+def session_value(cursor: Any, sql: str) -> Any:
+    """One value read on the apply's own session, between two of its statements (a cursor of its own,
+    so that the apply's cursor keeps its rowcount)."""
+    own = cursor.connection.cursor()
+    own.execute(sql)
+    return own.fetchall()[0][-1]
+
+
+@pytest.mark.mariadb
+def test_application_write_during_the_apply_waits_and_lands_after_it(mariadb_table: TableUnderTest) -> None:
+    """Issue 7.1: an app write to a row the apply changes is never lost: it waits for our row locks.
+
+    The apply is held just before its first UPDATE while another session writes row 2's e-mail
+    (which the plan changes too). Before the fix nothing was locked at that point: the app's
+    write committed at once and our UPDATE overwrote it.
+    """
+    seed_mixed(mariadb_table)
+    plan = plan_for(mariadb_table.users_table(), MIXED_POOL, "clear")
+    app_done = threading.Event()
+
+    def app_write() -> None:
+        update(mariadb_table, "Email = {p}", 2, "written.by.app@example.com")
+        app_done.set()
+
+    writer = threading.Thread(target=app_write)
+    waited: list[bool] = []
+
+    def before(sql: str, params: Any, cursor: Any) -> None:
+        if sql.lstrip().upper().startswith("UPDATE") and not waited:
+            writer.start()
+            waited.append(app_done.wait(timeout=2))  # False: the app's write is blocked by our locks
+
+    users = UsersTable(HookedConnection(mysql_connect(), before=before), MYSQL, mariadb_table.name, "test.lu")
+    try:
+        result = users.apply(plan)
+    finally:
+        users.connection.close()
+    writer.join(timeout=30)
+
+    assert waited == [False] and app_done.is_set()
+    assert result.emails_set == 1
+    rows = contents(mariadb_table)
+    assert rows[1][3] == "written.by.app@example.com"  # the app's write landed after ours: not lost
+    assert [r[2] for r in rows] == [r[2] for r in MIXED_EXPECTED]
+
+
+def test_change_of_case_only_after_planning_is_drift(any_table: TableUnderTest, users: UsersTable) -> None:
+    """Issue 7.6: drift compares the exact stored value; before, ``bob@`` -> ``BOB@`` went unnoticed."""
+    seed_mixed(any_table)
+    plan = plan_for(users, MIXED_POOL, "clear")  # row 2's e-mail changes to Robert@Example.com
+    update(any_table, "Email = {p}", 2, "BOB@example.com")
+    before = contents(any_table)
+
+    with pytest.raises(PlanDriftError, match="1 rows: Email changed"):
+        users.apply(plan)
+
+    assert contents(any_table) == before
+
+
+def test_drift_is_a_refusal_naming_counts_and_ids_never_values(any_table: TableUnderTest, users: UsersTable) -> None:
+    """Issue 7.10: drift fails at once (AirflowFailException: no retries), says what changed, quotes no value."""
+    seed_mixed(any_table)
+    plan = plan_for(users, MIXED_POOL, "clear")
+    update(any_table, "Email = {p}", 2, "changed@example.com")
+    update(any_table, "CognitoID = {p}", 1, "someone-else")
+
+    with pytest.raises(PlanDriftError) as raised:
+        users.apply(plan)
+
+    message = str(raised.value)
+    assert isinstance(raised.value, AirflowFailException)
+    assert "1 rows: CognitoID changed" in message and "1 rows: Email changed" in message
+    assert f"UserID 1 (InternalUserID {iid(1)})" in message and "UserID 2" in message
+    assert "re-plans" in message and "Nothing was written" in message
+    assert "changed@" not in message and "someone-else" not in message and "example.com" not in message
+
+
+@pytest.mark.mariadb
+def test_the_apply_session_is_strict_and_its_own_mode_is_restored(mariadb_table: TableUnderTest) -> None:
+    """Issue 7.2: on a non-strict session every write runs under STRICT_ALL_TABLES; the mode comes back after."""
+    seed_mixed(mariadb_table)
+    plan = plan_for(mariadb_table.users_table(), MIXED_POOL, "clear")
+    modes: list[str] = []
+
+    def before(sql: str, params: Any, cursor: Any) -> None:
+        if sql.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            modes.append(session_value(cursor, "SELECT @@SESSION.sql_mode"))
+
+    connection = mysql_connect()
+    connection.cursor().execute("SET SESSION sql_mode = ''")
+    users = UsersTable(HookedConnection(connection, before=before), MYSQL, mariadb_table.name, "test.strict")
+    try:
+        users.apply(plan)
+        after = session_value(connection.cursor(), "SELECT @@SESSION.sql_mode")
+    finally:
+        connection.close()
+
+    assert modes and all("STRICT_ALL_TABLES" in mode for mode in modes)
+    assert after == ""
+    assert contents(mariadb_table) == MIXED_EXPECTED
+
+
+@pytest.mark.mariadb
+def test_values_that_do_not_fit_are_per_row_conflicts_never_truncated(mariadb_table: TableUnderTest) -> None:
+    """Issue 7.2 and 7.9: an over-long value is a conflict naming its row; the others apply.
+
+    Before: a non-strict session stored it cut to the column width; a strict one failed the
+    whole apply with "Data too long ... at row N", naming no user.
+    """
+    seed_mixed(mariadb_table)
+    long_email = "x" * 95 + "@example.com"  # 107 characters: Email is VARCHAR(100)
+    plan = hand_plan(
+        [
+            change(1, iid(1), "CognitoID", "prod-sub-1", "dev-sub-1"),
+            change(2, iid(2), "Email", "bob@example.com", long_email),
+        ],
+        [new_row(iid(5), "sub-5", "eve@example.com") | {"FirstName": "N" * 51}, new_row(iid(6), "sub-6", None)],
+    )
+    connection = mysql_connect()
+    connection.cursor().execute("SET SESSION sql_mode = ''")
+    users = UsersTable(connection, MYSQL, mariadb_table.name, "test.fit")
+    try:
+        result = users.apply(plan)
+    finally:
+        connection.close()
+
+    assert result == ApplyResult(rows_updated=1, rows_inserted=1, cognito_ids_set=1, emails_set=0)
+    assert conflicts_of(result) == sorted(
+        [("2", reason("too_long", "Email", 100)), (iid(5), reason("too_long", "FirstName", 50))]
+    )
+    assert "xxx" not in " ".join(result.conflicts["reason"])
+    rows = contents(mariadb_table)
+    assert rows[0][2] == "dev-sub-1" and rows[1][3] == "bob@example.com"
+    assert [r[1] for r in rows] == [iid(1), iid(2), iid(3), iid(4), iid(6)]
+
+
+def test_column_limits_are_read_from_the_server(any_table: TableUnderTest, users: UsersTable) -> None:
+    """What the plan and the apply check values against; SQLite declares no limits."""
+    limits = users.column_limits()
+    if any_table.dialect.name == "sqlite":
+        assert limits == {}
+        return
+    assert limits == {
+        "CognitoID": ColumnLimit(45, "utf8mb4"),
+        "Email": ColumnLimit(100, "utf8mb4"),
+        "FirstName": ColumnLimit(50, "utf8mb4"),
+        "LastName": ColumnLimit(50, "utf8mb4"),
+    }
+
+
+# -- collisions as the server's collation sees them (issue 7.8) ----------------------------------
+
+
+@pytest.mark.mariadb
+def test_german_sharp_s_collision_is_a_conflict_and_the_rest_applies(mariadb_table: TableUnderTest) -> None:
+    """utf8mb4_general_ci: ``ß`` equals ``s``, Python's casefold says ``ss``. Before: the whole apply failed."""
+    mariadb_table.insert(
+        [(iid(1), "sub-1", "strase@example.com"), (iid(2), "sub-2", "two@example.com"), (iid(3), "sub-3", "3@x.org")]
+    )
+    plan = hand_plan(
+        [
+            change(2, iid(2), "Email", "two@example.com", "straße@example.com"),
+            change(3, iid(3), "CognitoID", "sub-3", "sub-3-dev"),
+        ]
+    )
+    users = mariadb_table.users_table()
+    try:
+        result = users.apply(plan)
+    finally:
+        users.connection.close()
+
+    assert result == ApplyResult(rows_updated=1, rows_inserted=0, cognito_ids_set=1, emails_set=0)
+    assert conflicts_of(result) == [("2", reason("held", "Email"))]
+    assert result.conflicts["InternalUserID"].tolist() == [iid(2)]
+    assert [r[2:4] for r in contents(mariadb_table)] == [
+        ("sub-1", "strase@example.com"),
+        ("sub-2", "two@example.com"),
+        ("sub-3-dev", "3@x.org"),
+    ]
+
+
+@pytest.mark.mariadb
+def test_emoji_only_differences_collide_with_rows_and_with_each_other(mariadb_table: TableUnderTest) -> None:
+    """Two addresses that differ by an emoji are one value to the index: conflicts, not a failed apply."""
+    mariadb_table.insert([(iid(1), "sub-1", "a😀@example.com")])
+    plan = hand_plan(
+        inserts=[
+            new_row(iid(2), "sub-2", "a😁@example.com"),  # the row holds its equal
+            new_row(iid(3), "sub-3", "b😀@example.com"),  # these two equal each other
+            new_row(iid(4), "sub-4", "b😁@example.com"),
+            new_row(iid(5), "sub-5", "c@example.com"),
+        ]
+    )
+    users = mariadb_table.users_table()
+    try:
+        result = users.apply(plan)
+    finally:
+        users.connection.close()
+
+    assert result.rows_inserted == 1
+    assert conflicts_of(result) == [
+        (iid(2), reason("held", "Email")),
+        (iid(3), reason("twice", "Email")),
+        (iid(4), reason("twice", "Email")),
+    ]
+    assert [r[3] for r in contents(mariadb_table)] == ["a😀@example.com", "c@example.com"]
+
+
+@pytest.mark.mariadb
+def test_a_chain_whose_end_is_in_conflict_is_demoted_whole_and_a_swap_still_applies(
+    mariadb_table: TableUnderTest,
+) -> None:
+    """Row 2 cannot take ``straße@`` (row 3 holds ``strase@``), so it keeps ``b@``, which row 1 wanted."""
+    mariadb_table.insert(
+        [
+            (iid(1), "s1", "a@example.com"),
+            (iid(2), "s2", "b@example.com"),
+            (iid(3), "s3", "strase@example.com"),
+            (iid(4), "s4", "d@example.com"),
+            (iid(5), "s5", "e@example.com"),
+        ]
+    )
+    plan = hand_plan(
+        [
+            change(1, iid(1), "Email", "a@example.com", "b@example.com"),
+            change(2, iid(2), "Email", "b@example.com", "straße@example.com"),
+            change(4, iid(4), "Email", "d@example.com", "e@example.com"),
+            change(5, iid(5), "Email", "e@example.com", "d@example.com"),
+        ]
+    )
+    users = mariadb_table.users_table()
+    try:
+        result = users.apply(plan)
+    finally:
+        users.connection.close()
+
+    assert result == ApplyResult(rows_updated=2, rows_inserted=0, cognito_ids_set=0, emails_set=2)
+    assert conflicts_of(result) == [("1", reason("held", "Email")), ("2", reason("held", "Email"))]
+    assert [r[3] for r in contents(mariadb_table)] == [
+        "a@example.com",
+        "b@example.com",
+        "strase@example.com",
+        "e@example.com",
+        "d@example.com",
+    ]
+
+
+@pytest.mark.mariadb
+def test_legacy_utf8mb3_table_collisions_and_unstorable_characters(mariadb_table: TableUnderTest) -> None:
+    """A legacy utf8mb3 table: an emoji cannot be stored at all, ``ß`` equals ``s``; both per-row conflicts."""
+    quoted = MYSQL.identifier(mariadb_table.name)
+    mariadb_table.execute(f"ALTER TABLE {quoted} CONVERT TO CHARACTER SET utf8mb3 COLLATE utf8mb3_general_ci")
+    mariadb_table.insert([(iid(1), "sub-1", "strase@example.com"), (iid(2), "sub-2", "two@example.com")])
+    plan = hand_plan(
+        [
+            change(2, iid(2), "Email", "two@example.com", "straße@example.com"),
+            change(1, iid(1), "CognitoID", "sub-1", "sub-1-dev"),
+        ],
+        [new_row(iid(3), "sub-3", "smile😀@example.com"), new_row(iid(4), "sub-4", "four@example.com")],
+    )
+    users = mariadb_table.users_table()
+    try:
+        assert users.column_limits()["Email"] == ColumnLimit(100, "utf8mb3")
+        result = users.apply(plan)
+    finally:
+        users.connection.close()
+
+    assert result == ApplyResult(rows_updated=1, rows_inserted=1, cognito_ids_set=1, emails_set=0)
+    assert conflicts_of(result) == sorted(
+        [("2", reason("held", "Email")), (iid(3), reason("charset", "Email", "utf8mb3"))]
+    )
+    assert [r[2:4] for r in contents(mariadb_table)] == [
+        ("sub-1-dev", "strase@example.com"),
+        ("sub-2", "two@example.com"),
+        ("sub-4", "four@example.com"),
+    ]
+
+
+# -- the lean apply (issue 9) ---------------------------------------------------------------------
+
+
+@pytest.mark.mariadb
+def test_large_change_sets_update_without_a_temporary_table(mariadb_table: TableUnderTest) -> None:
+    """Every row relinked: Users drives a plain ``SET u.c = s.new``; no UPDATE buffers rows first.
+
+    Before: ``SET c = CASE ... ELSE c END`` made MariaDB create a temporary table (on disk at scale).
+    """
+    n = 2000
+    mariadb_table.insert([(iid(i), f"prod-{i}", f"user{i}@example.com") for i in range(n)])
+    plan = plan_for(
+        mariadb_table.users_table(), pool(*[(f"dev-{i}", f"user{i}@example.com", iid(i)) for i in range(n)])
+    )
+    created: dict[str, int] = {}
+    status = "SHOW SESSION STATUS LIKE 'Created_tmp_tables'"
+
+    def before(sql: str, params: Any, cursor: Any) -> None:
+        if sql.lstrip().upper().startswith("UPDATE"):
+            created[sql] = int(session_value(cursor, status))
+
+    def after(sql: str, params: Any, cursor: Any) -> None:
+        if sql in created:
+            created[sql] = int(session_value(cursor, status)) - created[sql]
+
+    connection = HookedConnection(mysql_connect(), before=before, after=after)
+    users = UsersTable(connection, MYSQL, mariadb_table.name, "test.tmp")
+    try:
+        assert users.apply(plan).cognito_ids_set == n
+    finally:
+        connection.close()
+
+    assert created and list(created.values()) == [0] * len(created)
+    assert [r[2] for r in contents(mariadb_table)] == [f"dev-{i}" for i in range(n)]
+
+
+@pytest.mark.mariadb
+def test_staging_loads_in_bulk_from_an_owner_only_file_removed_at_once(mariadb_table: TableUnderTest) -> None:
+    seed_mixed(mariadb_table)
+    plan = plan_for(mariadb_table.users_table(), MIXED_POOL, "clear")
+    files: dict[str, int] = {}
+
+    def before(sql: str, params: Any, cursor: Any) -> None:
+        if sql.lstrip().upper().startswith("LOAD DATA"):
+            files[params[0]] = os.stat(params[0]).st_mode & 0o777
+
+    connection = HookedConnection(mysql_connect(), before=before)
+    users = UsersTable(connection, MYSQL, mariadb_table.name, "test.bulk")
+    try:
+        users.apply(plan)
+    finally:
+        connection.close()
+
+    assert len(files) == 3 and set(files.values()) == {0o600}  # CognitoID, Email, inserts
+    assert not any(os.path.exists(path) for path in files)
+    assert contents(mariadb_table) == MIXED_EXPECTED
+
+
+@pytest.mark.mariadb
+def test_staging_falls_back_to_executemany_when_local_infile_is_refused(
+    mariadb_table: TableUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_mixed(mariadb_table)
+    plan = plan_for(mariadb_table.users_table(), MIXED_POOL, "clear")
+    connection = MySQLdb.connect(charset="utf8mb4", local_infile=0, **MYSQL_SETTINGS)  # the client refuses
+    users = UsersTable(connection, MYSQL, mariadb_table.name, "test.fallback")
+    caplog.set_level(logging.WARNING, logger="identity_sync.staging")
+    try:
+        result = users.apply(plan)
+    finally:
+        connection.close()
+
+    assert result == ApplyResult(rows_updated=3, rows_inserted=1, cognito_ids_set=2, emails_set=1)
+    assert contents(mariadb_table) == MIXED_EXPECTED
+    assert not users.stager.bulk and users.stager.bulk_loads == 0
+    refusals = [r for r in caplog.records if "LOAD DATA LOCAL INFILE refused" in r.getMessage()]
+    assert len(refusals) <= 1  # once per process: an earlier test may have logged it already
+
+
+def test_the_connection_extra_local_infile_reaches_the_mysql_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MySqlHook reads local_infile as a hook argument, not from the extra: database_hook passes it on."""
+    base = {"conn_type": "mysql", "host": "127.0.0.1", "login": "root"}
+    monkeypatch.setenv("AIRFLOW_CONN_USERS_DB_BULK", json.dumps(base | {"extra": {"local_infile": True}}))
+    monkeypatch.setenv("AIRFLOW_CONN_USERS_DB_PLAIN", json.dumps(base))
+    assert database_hook("users_db_bulk").local_infile is True
+    assert database_hook("users_db_plain").local_infile is False
