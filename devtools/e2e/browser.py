@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -64,9 +65,17 @@ def find_run(page: Any, base_url: str, dag_id: str, run_id: str, screenshot: Pat
     page.screenshot(path=str(screenshot), full_page=True)
 
 
-def screenshot_task(page: Any, base_url: str, path: str, text: str, screenshot: Path) -> None:
-    """A task instance's page (e.g. a HITL task awaiting a person), once ``text`` shows."""
+def screenshot_hitl_task(
+    page: Any, base_url: str, dag_id: str, run_id: str, task: str, map_index: int, shot: Path
+) -> None:
+    """The Required Actions tab of a mapped task instance awaiting a person, once its Approve button shows.
+
+    The screenshot is saved even when the button never shows, to see why.
+    """
+    path = f"/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task}/mapped/{map_index}/required_actions"
     page.goto(f"{base_url}{path}")
-    page.get_by_text(text).first.wait_for()
-    page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(screenshot), full_page=True)
+    try:
+        page.get_by_role("button", name="Approve", exact=True).wait_for()
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.screenshot(path=str(shot), full_page=True)

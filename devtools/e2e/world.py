@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import closing
@@ -18,11 +19,13 @@ def _connect(database: str) -> Any:
     return MySQLdb.connect(database=database, **MARIADB)
 
 
-def table_checksum(database: str) -> int:
-    """CHECKSUM TABLE of ``Users``: equal before and after means nothing was written."""
+def table_state(database: str) -> str:
+    """A digest of what the sync owns in ``Users`` (not UserID or DateCreated, which a restore and a
+    re-insert renumber): equal before and after means the sync wrote nothing that matters."""
     with closing(_connect(database)) as db, closing(db.cursor()) as cursor:
-        cursor.execute("CHECKSUM TABLE Users")
-        return int(cursor.fetchone()[1])
+        cursor.execute("SELECT InternalUserID, CognitoID, Email, FirstName, LastName FROM Users")
+        rows = sorted(repr(row) for row in cursor.fetchall())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 def cognito_ids(database: str) -> list[str | None]:
