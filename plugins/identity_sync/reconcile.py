@@ -87,10 +87,6 @@ SYNC_REASON = {
     "email_collision": "new e-mail is held by another row",
     "row_of_conflict": "row of a pool user in conflict: {}",
 }
-# The names before issue 10 (the backfill has its own REASON/ISSUE_COLUMNS under BACKFILL_ names):
-# kept only until table.py, report.py and their tests import the names above.
-REASON = SYNC_REASON
-ISSUE_COLUMNS = SYNC_ISSUE_COLUMNS
 
 
 @dataclass

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan
+from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class RunFiles:
         return Plan(
             changes=self.read_parquet("plan/changes.parquet").reindex(columns=CHANGE_COLUMNS),
             inserts=self.read_parquet("plan/inserts.parquet").reindex(columns=INSERT_COLUMNS),
-            issues=self.read_parquet("plan/issues.parquet").reindex(columns=ISSUE_COLUMNS),
+            issues=self.read_parquet("plan/issues.parquet").reindex(columns=SYNC_ISSUE_COLUMNS),
             counts=summary["counts"],
             metrics=summary["metrics"],
         )

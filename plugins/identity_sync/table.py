@@ -23,7 +23,7 @@ from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions
 from identity_sync.config import Environment
 from identity_sync.guards import RefusedError
 from identity_sync.identity import ColumnLimit, new_internal_id
-from identity_sync.reconcile import INSERT_COLUMNS, ISSUE_COLUMNS, TABLE_COLUMNS, Plan
+from identity_sync.reconcile import INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, TABLE_COLUMNS, Plan
 from identity_sync.sql import STAGED_KEY_TABLES, Dialect, dialect_for, statement, statements
 from identity_sync.staging import Stager
 
@@ -58,7 +58,7 @@ def _unique_key_message(exc: Exception) -> str:
 
 
 def _empty_conflicts() -> pd.DataFrame:
-    return pd.DataFrame(columns=ISSUE_COLUMNS)
+    return pd.DataFrame(columns=SYNC_ISSUE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class StagedWork:
             rows_inserted=inserted,
             cognito_ids_set=len(self.keys["CognitoID"]),
             emails_set=len(self.keys["Email"]),
-            conflicts=conflicts[ISSUE_COLUMNS],
+            conflicts=conflicts[SYNC_ISSUE_COLUMNS],
             already_applied=already_applied,
         )
 

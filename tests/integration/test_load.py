@@ -26,7 +26,7 @@ from identity_sync.apply_conflicts import reason
 from identity_sync.config import Environment
 from identity_sync.extract import records_frame
 from identity_sync.identity import ColumnLimit
-from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan, plan_changes
+from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan, plan_changes
 from identity_sync.sql import MYSQL
 from identity_sync.table import (
     ApplyResult,
@@ -95,7 +95,7 @@ def hand_plan(changes: list[dict[str, Any]] | None = None, inserts: list[dict[st
     )
     change_frame["UserID"] = change_frame["UserID"].astype("int64")
     insert_frame = pd.DataFrame.from_records(inserts or [], columns=INSERT_COLUMNS).astype("string")
-    return Plan(changes=change_frame, inserts=insert_frame, issues=pd.DataFrame(columns=ISSUE_COLUMNS))
+    return Plan(changes=change_frame, inserts=insert_frame, issues=pd.DataFrame(columns=SYNC_ISSUE_COLUMNS))
 
 
 def change(user_id: int, internal_id: str, column: str, old: str | None, new: str | None) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def refuse_inserts(table: TableUnderTest) -> None:
 def conflicts_of(result: ApplyResult) -> list[tuple[Any, ...]]:
     """(UserID or InternalUserID, reason) of each conflict the apply found, sorted."""
     frame = result.conflicts
-    assert list(frame.columns) == ISSUE_COLUMNS
+    assert list(frame.columns) == SYNC_ISSUE_COLUMNS
     assert (frame["category"] == "conflict").all() and frame["email"].isna().all()
     ids = zip(frame["UserID"], frame["InternalUserID"], strict=True)
     keys = [str(uid) if pd.notna(uid) else internal for uid, internal in ids]

@@ -7,7 +7,7 @@ import pytest
 
 from identity_sync.config import Environment
 from identity_sync.guards import MIN_MATCH_SHARE, guard_refusals
-from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, ISSUE_COLUMNS, Plan, plan_changes
+from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan, plan_changes
 
 ENV = Environment(
     name="qa-east",
@@ -24,7 +24,7 @@ def plan_with(*, table_rows: int, cognito_id_changes: int, pool_users: int, matc
     return Plan(
         changes=pd.DataFrame(columns=CHANGE_COLUMNS),
         inserts=pd.DataFrame(columns=INSERT_COLUMNS),
-        issues=pd.DataFrame(columns=ISSUE_COLUMNS),
+        issues=pd.DataFrame(columns=SYNC_ISSUE_COLUMNS),
         metrics={
             "pool_users": pool_users,
             "table_rows": table_rows,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from identity_sync.audit import RunMode
-from identity_sync.reconcile import CATEGORIES, REASON, Plan, plan_changes
+from identity_sync.reconcile import CATEGORIES, SYNC_REASON, Plan, plan_changes
 from identity_sync.report import CHANGE_REPORT_COLUMNS, RunFiles, change_report, counts_table
 
 U1, U2, U3, U4 = (f"{n:08x}-0000-4000-8000-{n:012x}" for n in range(1, 5))
@@ -77,13 +77,13 @@ def test_change_report_has_one_line_per_changed_value(plan: Plan) -> None:
     report = change_report(plan)
 
     assert list(report.columns) == CHANGE_REPORT_COLUMNS
-    insert = REASON["insert"]
+    insert = SYNC_REASON["insert"]
     assert _lines(report) == sorted(
         [
-            (U1, 1, "CognitoID", "prod-1", "sub-1", "relink", REASON["relink"]),
-            (U1, 1, "Email", "old@x.io", "new@x.io", "email_update", REASON["email_update"]),
-            (None, 2, "CognitoID", "prod-2", "sub-2", "email_fallback", REASON["email_fallback"]),
-            (U4, 4, "CognitoID", "prod-4", None, "stale", REASON["stale_clear"]),
+            (U1, 1, "CognitoID", "prod-1", "sub-1", "relink", SYNC_REASON["relink"]),
+            (U1, 1, "Email", "old@x.io", "new@x.io", "email_update", SYNC_REASON["email_update"]),
+            (None, 2, "CognitoID", "prod-2", "sub-2", "email_fallback", SYNC_REASON["email_fallback"]),
+            (U4, 4, "CognitoID", "prod-4", None, "stale", SYNC_REASON["stale_clear"]),
             (U3, None, "CognitoID", None, "sub-3", "insert", insert),
             (U3, None, "Email", None, "inserted@x.io", "insert", insert),
             (U3, None, "FirstName", None, "Ada", "insert", insert),
@@ -115,10 +115,10 @@ def test_change_report_of_inserts_only() -> None:
     only_inserts = plan_changes(_pool([("sub-1", "a@x.io", U1)]), _table([]))
 
     assert _lines(change_report(only_inserts)) == [
-        (U1, None, "CognitoID", None, "sub-1", "insert", REASON["insert"]),
-        (U1, None, "Email", None, "a@x.io", "insert", REASON["insert"]),
-        (U1, None, "FirstName", None, "Ada", "insert", REASON["insert"]),
-        (U1, None, "LastName", None, "Lovelace", "insert", REASON["insert"]),
+        (U1, None, "CognitoID", None, "sub-1", "insert", SYNC_REASON["insert"]),
+        (U1, None, "Email", None, "a@x.io", "insert", SYNC_REASON["insert"]),
+        (U1, None, "FirstName", None, "Ada", "insert", SYNC_REASON["insert"]),
+        (U1, None, "LastName", None, "Lovelace", "insert", SYNC_REASON["insert"]),
     ]
 
 

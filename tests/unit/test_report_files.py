@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from identity_sync.reconcile import REASON, Plan, plan_changes
+from identity_sync.reconcile import SYNC_REASON, Plan, plan_changes
 from identity_sync.report import (
     ISSUES_REPORT,
     PLAN_REPORT,
@@ -54,7 +54,7 @@ def test_plan_step_writes_a_plan_named_as_such_and_no_record_of_writes(files: Ru
     planned = read_csv_gz(files, PLAN_REPORT)
     assert len(planned) == len(change_report(plan)) == 7
     assert set(planned["run_reason"]) == {"restore from prod 2026-11-20"}
-    assert list(read_csv_gz(files, ISSUES_REPORT)["reason"]) == [REASON["invalid_id"]]
+    assert list(read_csv_gz(files, ISSUES_REPORT)["reason"]) == [SYNC_REASON["invalid_id"]]
     with gzip.open(_folder(files) / PLAN_REPORT, "rt") as text:  # readable with zcat
         assert (
             text.readline().strip() == '"InternalUserID","UserID","column","old","new","category","reason","run_reason"'
