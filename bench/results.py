@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bench.servers import LINKS
 from devtools.private_mariadb import MARIADBD
 
 TASKS = ("extract", "plan", "apply")
@@ -97,13 +98,32 @@ def find(summary: list[dict[str, Any]], **where: Any) -> dict[str, Any] | None:
     return next((s for s in summary if all(s.get(k) == v for k, v in where.items())), None)
 
 
-def ratio(summary: list[dict[str, Any]], server: str, users: int, link: str) -> dict[str, float] | None:
-    """Per-row time for every user over the product's read+plan+apply: median, and the widest range."""
+def per_row_bound(summary: list[dict[str, Any]], server: str, users: int, link: str) -> dict[str, float] | None:
+    """Per-row for every user as loopback's per-user time plus the link's nominal round trip, each user.
+
+    A lower bound for per-row over ``link`` that owes nothing to the delay proxy's own
+    overhead: the conservative side of the comparison.
+    """
+    loopback = find(summary, server=server, users=users, link="loopback", case="per-row")
+    if not loopback:
+        return None
+    added = LINKS[link]
+    return {k: (loopback["per_user_ms"][k] + added) * users / 1000 for k in ("median", "min", "max")}
+
+
+def ratio(
+    summary: list[dict[str, Any]], server: str, users: int, link: str, *, bound: bool = False
+) -> dict[str, float] | None:
+    """Per-row time for every user over the product's read+plan+apply: median, and the widest range.
+
+    ``bound``: per-row as ``per_row_bound`` instead of as measured over the proxy.
+    """
     product = find(summary, server=server, users=users, link=link, case="post-restore")
     per_row = find(summary, server=server, users=users, link=link, case="per-row")
-    if not product or not per_row:
+    theirs = per_row_bound(summary, server, users, link) if bound else per_row and per_row["all_users_seconds"]
+    if not product or not theirs:
         return None
-    ours, theirs = product["read_plan_apply"], per_row["all_users_seconds"]
+    ours = product["read_plan_apply"]
     return {
         "median": theirs["median"] / ours["median"],
         "min": theirs["min"] / ours["max"],
@@ -136,10 +156,17 @@ def _speed_goals(summary: list[dict[str, Any]], users: int) -> list[dict[str, An
     for link, least in (("loopback", 2.5), ("0.5ms", 20.0)):
         for server in ("production", "stock"):
             value = ratio(summary, server, users, link)
+            measured = _fmt(value, ".1f", "x")
+            if link != "loopback":  # judged on the bound: the proxy's own overhead must not flatter the product
+                value = ratio(summary, server, users, link, bound=True)
+                measured = (
+                    f"{_fmt(value, '.1f', 'x')} against loopback per-row + {LINKS[link]:g} ms a user; {measured} "
+                )
+                measured += "against per-row measured through the delay proxy"
             goals.append(
                 _goal(
                     f">= {least:g}x per-row, {link}, {server} server (per-row scaled from its sample)",
-                    _fmt(value, ".1f", "x"),
+                    measured,
                     value["median"] >= least if value else None,
                 )
             )

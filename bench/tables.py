@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.results import PHASES, TASKS, find, ratio
+from bench.results import PHASES, TASKS, find, per_row_bound, ratio
 
 
 def _m(figure: dict[str, float] | None, spec: str = ".1f") -> str:
@@ -35,9 +35,9 @@ def _places(summary: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
 def comparison_table(summary: list[dict[str, Any]]) -> str:
     lines = [
         "| server | users | link: added RTT (SELECT 1 median) | post-restore read+plan+apply, s | "
-        "per-row, s: sample | per-row, s: every user | x per-row | nightly read+plan+apply, s | "
-        "nightly rows / statements / transactions |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "per-row, s: sample | per-row, s: every user | x per-row | per-row bound, s | x bound | "
+        "nightly read+plan+apply, s | nightly rows / statements / transactions |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for server, users, link in _places(summary):
         restore = find(summary, server=server, users=users, link=link, case="post-restore")
@@ -51,13 +51,16 @@ def comparison_table(summary: list[dict[str, Any]]) -> str:
             + (" (scaled)" if per_row["sample"]["median"] < users else " (measured)")
         )
         times = ratio(summary, server, users, link)
+        bound = per_row_bound(summary, server, users, link) if link != "loopback" else None
+        bound_times = ratio(summary, server, users, link, bound=True) if link != "loopback" else None
         quiet = nightly and (
             f"{nightly['rows_written']['max']:.0f} / {nightly['statements_sent']['max']:.0f} / "
             f"{nightly['transactions']['max']:.0f}"
         )
         lines.append(
             f"| {server} | {users:,} | {_link(anchor)} | {_m(restore and restore['read_plan_apply'])} | "
-            f"{sample or '-'} | {scaled or '-'} | {_m(times)} | {_m(nightly and nightly['read_plan_apply'], '.2f')} | "
+            f"{sample or '-'} | {scaled or '-'} | {_m(times)} | {_m(bound, '.0f')} | {_m(bound_times)} | "
+            f"{_m(nightly and nightly['read_plan_apply'], '.2f')} | "
             f"{quiet or '-'} |"
         )
     return "\n".join(lines)
