@@ -92,6 +92,7 @@ class PrivateMariaDB:
         self.datadir = self.base_dir / "data"
         self.socket = self.base_dir / "mysqld.sock"
         self.log = self.base_dir / "error.log"
+        self.tmpdir = self.base_dir / "tmp"  # its own: a shared /tmp gets cleaned by others mid-statement
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +116,7 @@ class PrivateMariaDB:
             raise RuntimeError(f"private mariadbd already running (pid {self.process.pid})")
         if not (self.datadir / "mysql").is_dir():
             self._install()
+        self.tmpdir.mkdir(exist_ok=True)
         command = [MARIADBD, *self._arguments()]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -196,6 +198,7 @@ class PrivateMariaDB:
             f"--bind-address={self.bind_address}",
             f"--pid-file={self.base_dir / 'mysqld.pid'}",
             f"--log-error={self.log}",
+            f"--tmpdir={self.tmpdir}",
             "--user=root",
         ]
         return fixed + [f"--{name.replace('_', '-')}={value}" for name, value in self.settings.items()]

@@ -25,13 +25,14 @@ def test_settings_reach_the_server_and_it_is_not_the_shared_one() -> None:
         assert server.port != 3306
         conn = server.connect()
         cursor = conn.cursor()
-        cursor.execute("SELECT @@innodb_buffer_pool_size, @@local_infile, @@port, @@datadir")
-        pool, local_infile, port, datadir = cursor.fetchone()
+        cursor.execute("SELECT @@innodb_buffer_pool_size, @@local_infile, @@port, @@datadir, @@tmpdir")
+        pool, local_infile, port, datadir, tmpdir = cursor.fetchone()
         conn.close()
         assert pool == 64 * 1024 * 1024
         assert local_infile == 1
         assert port == server.port
         assert datadir.rstrip("/") == str(server.datadir)
+        assert tmpdir.rstrip("/") == str(server.tmpdir)  # not the shared /tmp, which others clean
 
 
 def test_sigkill_then_restart_keeps_committed_rows_and_drops_the_open_transaction() -> None:
