@@ -149,6 +149,15 @@ def conflicts_of(result: ApplyResult) -> list[tuple[Any, ...]]:
     return sorted(zip(keys, frame["reason"], strict=True))
 
 
+def apply_once(table: TableUnderTest, plan: Plan) -> ApplyResult:
+    """The plan applied by the product's UsersTable on a connection of its own."""
+    users = table.users_table()
+    try:
+        return users.apply(plan)
+    finally:
+        users.connection.close()
+
+
 def other_session_can_lock(name: str) -> bool:
     """Whether a fresh MariaDB session gets the named lock at once (and then gives it back)."""
     other = mysql_connect()
@@ -977,11 +986,7 @@ def test_german_sharp_s_collision_is_a_conflict_and_the_rest_applies(mariadb_tab
             change(3, iid(3), "CognitoID", "sub-3", "sub-3-dev"),
         ]
     )
-    users = mariadb_table.users_table()
-    try:
-        result = users.apply(plan)
-    finally:
-        users.connection.close()
+    result = apply_once(mariadb_table, plan)
 
     assert result == ApplyResult(rows_updated=1, rows_inserted=0, cognito_ids_set=1, emails_set=0)
     assert conflicts_of(result) == [("2", reason("held", "Email"))]
@@ -1005,11 +1010,7 @@ def test_emoji_only_differences_collide_with_rows_and_with_each_other(mariadb_ta
             new_row(iid(5), "sub-5", "c@example.com"),
         ]
     )
-    users = mariadb_table.users_table()
-    try:
-        result = users.apply(plan)
-    finally:
-        users.connection.close()
+    result = apply_once(mariadb_table, plan)
 
     assert result.rows_inserted == 1
     assert conflicts_of(result) == [
@@ -1042,11 +1043,7 @@ def test_a_chain_whose_end_is_in_conflict_is_demoted_whole_and_a_swap_still_appl
             change(5, iid(5), "Email", "e@example.com", "d@example.com"),
         ]
     )
-    users = mariadb_table.users_table()
-    try:
-        result = users.apply(plan)
-    finally:
-        users.connection.close()
+    result = apply_once(mariadb_table, plan)
 
     assert result == ApplyResult(rows_updated=2, rows_inserted=0, cognito_ids_set=0, emails_set=2)
     assert conflicts_of(result) == [("1", reason("held", "Email")), ("2", reason("held", "Email"))]
