@@ -28,6 +28,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -48,6 +50,7 @@ FOLDER_MODE = 0o700
 _CLEAN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 HASH_DIGITS = 12
+SPOOL_BYTES = 64 * 2**20
 S3_CONSOLE = "https://s3.console.aws.amazon.com/s3"
 
 
@@ -136,11 +139,7 @@ class RunFiles:
         """
         target = self.path(name)
         if not self.is_local:
-            if not replace and target.exists():
-                raise FileExistsError(f"{self.base}/{name} exists; a record is never overwritten")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("wb") as handle:  # an object store PUT is atomic
-                yield handle
+            yield from self._object_write(target, replace)
             return
         final = target.path
         _local_folders(os.path.dirname(final))
@@ -156,6 +155,18 @@ class RunFiles:
         finally:
             if os.path.exists(aside):
                 os.unlink(aside)
+
+    @staticmethod
+    def _object_write(target: Any, replace: bool) -> Iterator[IO[bytes]]:
+        """Object stores: buffer aside (0600 temporary file past 64 MB), upload on success only."""
+        if not replace and target.exists():
+            raise FileExistsError(f"{target} exists; a record is never overwritten")
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
+            yield buffer
+            buffer.seek(0)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as handle:
+                shutil.copyfileobj(buffer, handle)
 
     def write_bytes_with(self, name: str, writer: Callable[[IO[bytes]], None], *, replace: bool = True) -> str:
         with self.open_for_write(name, replace=replace) as handle:
@@ -194,16 +205,6 @@ class RunFiles:
             counts=summary["counts"],
             metrics=summary["metrics"],
         )
-
-    def write_reports(self, plan: Plan, reason: str) -> dict[str, str]:
-        """Transitional, for callers not yet moved to ``report.write_plan_reports``: the PLAN report.
-
-        ``changes`` is kept as an alias of ``plan`` so old callers run; it is not a record of writes.
-        """
-        from identity_sync.report import write_plan_reports
-
-        reports = write_plan_reports(self, plan, reason)
-        return {**reports, "changes": reports["plan"]}
 
     def load_mode(self) -> dict[str, Any]:
         """The mode the plan was saved with (empty for a plan saved without one)."""

@@ -201,3 +201,20 @@ def test_categorical_columns_are_made_safe_through_their_categories() -> None:
     safe = spreadsheet_safe(values)
 
     assert list(safe.fillna("<NA>")) == ["'=cmd", "<NA>", "ok", "'=cmd", "tab\\x09here"]
+
+
+def test_a_failed_write_to_an_object_store_leaves_no_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    from upath import UPath
+
+    import identity_sync.runfiles as runfiles
+
+    monkeypatch.setattr(runfiles, "_storage_path", UPath)
+    files = RunFiles("memory://bucket/snapshots/dag/run-failed/dev")
+
+    def explode(handle) -> None:
+        handle.write(b"half a report")
+        raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError):
+        files.write_bytes_with("plan.csv.gz", explode)
+    assert not files.exists("plan.csv.gz")
