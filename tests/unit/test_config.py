@@ -260,43 +260,31 @@ def test_good_listing_settings(tmp_path: Path, slices: int, rps: float) -> None:
     assert type(env.list_users_slices) is int and type(env.list_users_rps) is float
 
 
-def test_a_repeated_environment_is_refused_naming_it_and_both_lines(tmp_path: Path) -> None:
-    """A second `dev:` that points dev at prod's pool used to win silently."""
-    content = (
-        "environments:\n"
-        "  dev:\n"
-        "    aws_conn_id: aws_dev\n"
-        "    user_pool_id: us-east-2_DevPool01\n"
-        "    db_conn_id: users_db_dev\n"
-        "  dev:\n"
-        "    aws_conn_id: aws_prod\n"
-        "    user_pool_id: us-east-2_ProdPool1\n"
-        "    db_conn_id: users_db_dev\n"
-    )
-    message = _error(write(tmp_path, content))
-
-    assert "line 6: key 'dev' repeats the key of line 2" in message
+DEV_YAML = (
+    "environments:\n  dev:\n    aws_conn_id: aws_dev\n    user_pool_id: us-east-2_DevPool01\n"
+    "    db_conn_id: users_db_dev\n"
+)
 
 
-def test_a_repeated_key_inside_an_environment_is_refused(tmp_path: Path) -> None:
-    content = (
-        "environments:\n"
-        "  dev:\n"
-        "    aws_conn_id: aws_dev\n"
-        "    user_pool_id: us-east-2_DevPool01\n"
-        "    db_conn_id: users_db_dev\n"
-        "    user_pool_id: us-east-2_ProdPool1\n"
-    )
-    message = _error(write(tmp_path, content))
+@pytest.mark.parametrize(
+    ("repeated", "expected"),
+    [
+        # a second `dev:` pointing dev at prod's pool used to win silently
+        (
+            "  dev:\n    aws_conn_id: aws_prod\n    user_pool_id: us-east-2_ProdPool1\n    db_conn_id: users_db_dev\n",
+            "line 6: key 'dev' repeats the key of line 2",
+        ),
+        ("    user_pool_id: us-east-2_ProdPool1\n", "line 6: key 'user_pool_id' repeats the key of line 4"),
+        (
+            "snapshot_base: file:///a\nsnapshot_base: file:///b\n",
+            "line 7: key 'snapshot_base' repeats the key of line 6",
+        ),
+    ],
+)
+def test_a_repeated_key_is_refused_naming_it_and_both_lines(tmp_path: Path, repeated: str, expected: str) -> None:
+    message = _error(write(tmp_path, DEV_YAML + repeated))
 
-    assert "line 6: key 'user_pool_id' repeats the key of line 4" in message
-
-
-def test_a_repeated_top_level_key_is_refused(tmp_path: Path) -> None:
-    content = "snapshot_base: file:///a\nenvironments: {dev: {aws_conn_id: a, user_pool_id: x_1, db_conn_id: d}}\n"
-    message = _error(write(tmp_path, content + "snapshot_base: file:///b\n"))
-
-    assert "key 'snapshot_base' repeats the key of line 1" in message
+    assert expected in message
 
 
 def test_an_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path: Path) -> None:
