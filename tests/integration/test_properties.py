@@ -9,7 +9,11 @@ Checked for every example:
   (b) planning again right after apply has nothing to write (idempotence);
   (c) no row is ever deleted;
   (d) the linking guarantee, exactly as reconcile.py gives it (see ``check_linking``);
-  (e) the values that changed in the table are exactly those of the change report.
+  (e) the values that changed in the table are exactly those of the change report;
+  (f) only a user whose e-mail proves something (enabled, CONFIRMED or EXTERNAL_PROVIDER,
+      ``email_verified`` true) is ever linked by e-mail; any other never takes a row over
+      (see ``check_fallback``);
+  (g) no value the plan sets is held by another row or set twice (``check_unique_keys``).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from identity_sync.extract import pool_frame
-from identity_sync.identity import normalise_emails, normalise_internal_ids
-from identity_sync.reconcile import REASON, Plan, plan_changes
+from identity_sync.identity import email_keys, normalise_emails, normalise_internal_ids
+from identity_sync.matching import normalise
+from identity_sync.reconcile import SYNC_REASON, Plan, plan_changes
 from identity_sync.report import change_report
 from identity_sync.sql import MYSQL, SQLITE
 from tests.conftest import ALL_COLUMNS, TableUnderTest
@@ -41,6 +46,22 @@ IDS = [f"{n:08x}-0000-4000-8000-{n:012x}" for n in range(1, 6)]
 SUBS = [f"sub-{i}" for i in range(7)]  # one per person (IDS), then two for noise users
 FOREIGN_SUBS = ["prod-0", "prod-1", "prod-2"]  # subs of another pool, as after a restore
 NAMES = ["ann", "bob", "cy", "dee"]
+# How far a pool user's e-mail can be trusted: (UserStatus, Enabled, email_verified).
+TRUST = {
+    "verified": ("CONFIRMED", True, "true"),
+    "federated": ("EXTERNAL_PROVIDER", True, "true"),
+    "unverified": ("CONFIRMED", True, "false"),
+    "unconfirmed": ("UNCONFIRMED", True, "true"),
+    "reset": ("FORCE_CHANGE_PASSWORD", True, "true"),
+    "disabled": ("CONFIRMED", False, "true"),
+}
+LINKABLE_BY_EMAIL = {"verified", "federated"}
+
+
+def trust() -> st.SearchStrategy[str]:
+    """Mostly users whose e-mail may link them, the rest each way of not being one."""
+    return st.sampled_from(["verified", "verified", "verified", "federated", *(set(TRUST) - LINKABLE_BY_EMAIL)])
+
 
 # --- strategies --------------------------------------------------------------------------------
 
@@ -154,10 +175,12 @@ def scenarios(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
         if where != "pool":
             rows.append((row_id, cognito, row_email))
         if where != "table":
-            users.append((sub, user_email, attribute, draw(st.sampled_from(["Ada", None]))))
+            users.append((sub, user_email, attribute, draw(st.sampled_from(["Ada", None])), draw(trust())))
     noise_users = draw(
         st.lists(
-            st.tuples(st.sampled_from(SUBS[len(IDS) :]), st.one_of(emails(), st.none()), pool_ids(), st.none()),
+            st.tuples(
+                st.sampled_from(SUBS[len(IDS) :]), st.one_of(emails(), st.none()), pool_ids(), st.none(), trust()
+            ),
             max_size=0 if tidy else 2,
             unique_by=lambda user: user[0],
         )
@@ -181,18 +204,20 @@ def scenarios(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], list[tuple[Any, .
     return users + noise_users, unique_rows(rows)
 
 
-def build_pool(users: list[tuple[str, str | None, str | None, str | None]]) -> pd.DataFrame:
-    """The pool frame extract.pool_frame builds from ListUsers records."""
+def build_pool(users: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """The pool frame extract.pool_frame builds from ListUsers records of (sub, email, id, given name[, trust])."""
     records = []
-    for sub, email, iid, given_name in users:
+    for sub, email, iid, given_name, *how in users:
+        status, enabled, verified = TRUST[how[0] if how else "verified"]
         attributes = [{"Name": "sub", "Value": sub}]
         if email is not None:
             attributes.append({"Name": "email", "Value": email})
+            attributes.append({"Name": "email_verified", "Value": verified})
         if iid is not None:
             attributes.append({"Name": ATTRIBUTE, "Value": iid})
         if given_name is not None:
             attributes.append({"Name": "given_name", "Value": given_name})
-        records.append({"Username": f"user-{sub}", "Attributes": attributes, "UserStatus": "CONFIRMED"})
+        records.append({"Username": f"user-{sub}", "Attributes": attributes, "UserStatus": status, "Enabled": enabled})
     return pool_frame(records, ATTRIBUTE)
 
 
@@ -257,6 +282,7 @@ def run_example(tut: TableUnderTest, users: list[tuple[Any, ...]], rows: list[tu
     check_report_matches_table(plan, before, after)
     check_linking(pool, table, plan, after)
     check_fallback(pool, table, plan, after)
+    check_unique_keys(plan, table)
 
 
 def check_report_matches_table(plan: Plan, before: pd.DataFrame, after: pd.DataFrame) -> None:
@@ -344,50 +370,70 @@ def check_linking(pool: pd.DataFrame, table: pd.DataFrame, plan: Plan, after: pd
         event("linking blocked by a conflict")
         reasons = _conflict_reasons(plan, sub)
         sub_held = ((after_cognito == sub).fillna(False) & ~after["UserID"].isin(mine["UserID"])).any()
-        explained = REASON["cognito_collision"] in reasons and sub_held
+        explained = SYNC_REASON["cognito_collision"] in reasons and sub_held
         if not len(own_rows):
-            explained |= REASON["email_collision"] in reasons and bool((after_email == email).fillna(False).any())
-            explained |= REASON["pool_email_shared"] in reasons and bool(email_shared)
+            explained |= SYNC_REASON["email_collision"] in reasons and bool((after_email == email).fillna(False).any())
+            explained |= SYNC_REASON["pool_email_shared"] in reasons and bool(email_shared)
         assert explained, f"{sub} ({iid}) is not linked and no conflict explains it: {reasons}"
 
 
 def check_fallback(pool: pd.DataFrame, table: pd.DataFrame, plan: Plan, after: pd.DataFrame) -> None:
-    """A pool user without the attribute, whose e-mail is its own in the pool and matches exactly
-    one row linked to no other pool user (by id or by CognitoID), ends on that row - unless
-    another row keeps its sub, which the plan reports as cognito_collision."""
-    raw = pool["internal_user_id"].astype("string").str.strip()
-    bare = raw.isna() | (raw == "")
-    pool_iid = normalise_internal_ids(pool["internal_user_id"])
-    pool_email = normalise_emails(pool["email"])
-    table_iid = normalise_internal_ids(table["InternalUserID"])
-    table_email = normalise_emails(table["Email"])
-    keyed_ids = set(pool_iid[pool_iid.notna() & ~pool_iid.duplicated(keep=False)])
-    row_ids_once = set(table_iid[table_iid.notna() & ~table_iid.duplicated(keep=False)])
+    """(f) A pool user without the attribute, whose e-mail is its own in the pool and matches exactly
+    one row:
+
+    * if the user may not be linked by e-mail, it never takes the row over (the row never ends
+      holding its sub) and the plan reports the refusal, unless the row already holds its sub;
+    * if the row is linked to another pool user (by id, or by CognitoID: another live sub), the
+      plan reports ``row_taken`` and the row never ends holding the user's sub;
+    * otherwise the user ends on that row, unless another row keeps its sub, which the plan
+      reports as ``cognito_collision``.
+    """
+    p, t = normalise(pool, table)
+    keyed_ids = set(p["iid"][p["iid"].notna() & ~p["iid"].duplicated(keep=False)])
+    row_ids_once = set(t["iid"][t["iid"].notna() & ~t["iid"].duplicated(keep=False)])
     after_by_id = after.set_index("UserID")
 
-    for i in range(len(pool)):
-        email, sub = pool_email[i], pool["sub"][i]
-        if not bare[i] or pd.isna(email) or (pool_email == email).sum() > 1:
+    for i in range(len(p)):
+        email, sub = p["email_norm"][i], p["sub"][i]
+        if p["has_attr"][i] or pd.isna(email) or p["pool_email_shared"][i]:
             continue
-        matching = table[(table_email == email).fillna(False)]
+        matching = t[(t["email_norm"] == email).fillna(False)]
         if len(matching) != 1:
             continue
         row = matching.iloc[0]
-        row_iid = table_iid[matching.index[0]]
-        if pd.notna(row_iid) and row_iid in keyed_ids and row_iid in row_ids_once:
-            assert REASON["row_taken"] in _conflict_reasons(plan, sub)
+        taken_over = _none(after_by_id.loc[row["UserID"], "CognitoID"]) == sub
+        row_sub = _none(row["CognitoID"])
+        if pd.notna(p["email_refusal"][i]) and row_sub != sub:
+            event("fallback refused: e-mail proves nothing")
+            assert not taken_over, f"{sub} ({p['email_refusal'][i]}) took row {row['UserID']} over by e-mail"
+            assert SYNC_REASON["email_refused"].format(p["email_refusal"][i]) in _conflict_reasons(plan, sub)
             continue
-        if pd.notna(row["CognitoID"]) and row["CognitoID"] != sub and row["CognitoID"] in set(pool["sub"]):
-            # The row is linked to another live pool user: taking it is a bug today (see
-            # test_reconcile.py::test_email_fallback_does_not_take_a_row_linked_to_another_live_pool_user).
+        other_live_sub = row_sub is not None and row_sub != sub and row_sub in set(p["sub"])
+        if (pd.notna(row["iid"]) and row["iid"] in keyed_ids and row["iid"] in row_ids_once) or other_live_sub:
+            event("fallback refused: row taken")
+            assert SYNC_REASON["row_taken"] in _conflict_reasons(plan, sub)
+            assert not taken_over, f"row {row['UserID']}, linked to another pool user, was re-pointed to {sub}"
             continue
         event("fallback expected")
-        if after_by_id.loc[row["UserID"], "CognitoID"] == sub:
+        if taken_over:
             continue
         held = (after["CognitoID"] == sub).fillna(False).any()
-        assert REASON["cognito_collision"] in _conflict_reasons(plan, sub) and held, (
+        assert SYNC_REASON["cognito_collision"] in _conflict_reasons(plan, sub) and held, (
             f"{sub} should have fallen back onto row {row['UserID']}"
         )
+
+
+def check_unique_keys(plan: Plan, table: pd.DataFrame) -> None:
+    """(g) every CognitoID and e-mail the plan writes is held by no other row once the plan is applied,
+    compared as the plan compares them (the apply on a real database in (a) is the final word)."""
+    for column, key in (("CognitoID", lambda s: s.astype("string")), ("Email", email_keys)):
+        final = table.set_index("UserID")[column].astype("string").copy()
+        mine = plan.changes[plan.changes["column"] == column]
+        final.loc[mine["UserID"].values] = mine["new"].astype("string").values
+        values = pd.concat([key(final), key(plan.inserts[column].astype("string"))], ignore_index=True)
+        written = pd.Series([*final.index.isin(mine["UserID"]), *[True] * len(plan.inserts)])
+        clashing = values.notna() & values.duplicated(keep=False) & written
+        assert not clashing.any(), f"the plan sets a {column} another row holds: {values[clashing].tolist()}"
 
 
 # --- the properties ----------------------------------------------------------------------------
@@ -433,13 +479,13 @@ def test_plans_apply_cleanly_on_mariadb(
         tut.drop()
 
 
-# --- known failures, kept as regression tests ------------------------------------------------------
+# --- failures found by these properties, fixed, kept as regression tests ----------------------------
 
 
 def test_blank_pool_emails_do_not_break_apply() -> None:
-    """Two new users whose e-mail attribute is blank: reconcile inserts Email = '' for both
-    (identity.normalise_emails calls a blank e-mail missing, but the insert writes the stripped
-    raw value), and the second '' breaks Email_UNIQUE, so the whole apply fails."""
+    """Two new users whose e-mail attribute is blank. reconcile once inserted Email = '' for both
+    (identity.normalise_emails called a blank e-mail missing, but the insert wrote the stripped raw
+    value) and the second '' broke Email_UNIQUE, failing the whole apply; a blank e-mail is now NULL."""
     tut, cleanup = _sqlite_table()
     try:
         run_example(tut, [("sub-1", "", IDS[0], None), ("sub-2", " ", IDS[1], None)], [], "keep")
@@ -451,7 +497,8 @@ def test_blank_pool_emails_do_not_break_apply() -> None:
 def test_accent_variant_emails_on_mariadb(mariadb_table: TableUnderTest) -> None:
     """MySQL's default *_ci collations (utf8mb4_general_ci here, utf8mb4_0900_ai_ci on MySQL 8)
     ignore accents as well as case, so 'josé@x.io' and 'jose@x.io' are one Email_UNIQUE value.
-    reconcile compares e-mails by str.lower() only, so it plans an insert the table refuses."""
+    reconcile once compared e-mails by str.lower() only and planned an insert the table refused;
+    its collision check now folds accents too (identity.email_keys)."""
     mariadb_table.insert([(IDS[0], "sub-1", "jose@x.io")])
     pool = build_pool([("sub-1", "jose@x.io", IDS[0], None), ("sub-2", "josé@x.io", IDS[1], None)])
     users_table = mariadb_table.users_table()
