@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -118,6 +119,30 @@ def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd
         found = pc.is_in(left, value_set=right).to_numpy(zero_copy_only=False)
         return pd.Series(found, index=values.index, dtype=bool) & values.notna()
     return values.isin(pool) & values.notna()
+
+
+def _arrow(values: pd.Series) -> pa.Array:
+    return pa.array(values, type=pa.large_string(), from_pandas=True)
+
+
+def positions_in(values: pd.Series, candidates: pd.Series) -> np.ndarray:
+    """The position in ``candidates`` of each of ``values`` (its first, -1 where absent or missing):
+    a linear-time lookup in Arrow's hash table, for joining on a key unique in ``candidates``."""
+    found = pc.index_in(_arrow(values), value_set=_arrow(candidates), skip_nulls=True)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False)
+
+
+def shared_values(values: pd.Series) -> pd.Series:
+    """Which entries hold a value that another entry holds too (missing never does): pandas'
+    ``notna() & duplicated(keep=False)`` without its factorisation, and one hash pass when
+    every value is distinct, as it usually is."""
+    array = _arrow(values)
+    if pc.count_distinct(array, mode="only_valid").as_py() == len(array) - array.null_count:
+        return pd.Series(False, index=values.index, dtype=bool)
+    counts = pc.value_counts(array)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    found = pc.is_in(array, value_set=repeated).to_numpy(zero_copy_only=False)
+    return pd.Series(found, index=values.index, dtype=bool) & values.notna()
 
 
 def new_internal_id() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from identity_sync.identity import normalise_emails, normalise_internal_ids
+from identity_sync.identity import normalise_emails, normalise_internal_ids, shared_values
 
 EMAIL_LINK_STATUSES = ("CONFIRMED", "EXTERNAL_PROVIDER")
 # The pool columns the planners read; the rest of the pool frame is dropped at once.
@@ -66,7 +66,7 @@ def normalise(pool: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, pd
             "raw_id": raw_id,
             "has_attr": (raw_id.notna() & (raw_id != "")).astype(bool),
             "iid": normalise_internal_ids(raw_id),
-            "pool_email_shared": (email_norm.notna() & email_norm.duplicated(keep=False)).astype(bool),
+            "pool_email_shared": shared_values(email_norm),
             "email_refusal": email_link_refusals(pool),
             "given_name": pool["given_name"].astype("string"),
             "family_name": pool["family_name"].astype("string"),

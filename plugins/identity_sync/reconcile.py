@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from identity_sync.identity import ColumnLimit, email_keys, limit_refusals, member_of
+from identity_sync.identity import ColumnLimit, email_keys, limit_refusals, member_of, positions_in, shared_values
 from identity_sync.matching import normalise
 
 CATEGORIES = (
@@ -217,19 +217,19 @@ def plan_changes(
 def _link_by_id(p: pd.DataFrame, t: pd.DataFrame, issues: _Issues) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stage: users carrying a usable id, each with the one row holding it (linked) or none (absent)."""
     issues.add(p[p["has_attr"] & p["iid"].isna()], "conflict", SYNC_REASON["invalid_id"])
-    pool_iid_shared = p["iid"].notna() & p["iid"].duplicated(keep=False)
+    pool_iid_shared = shared_values(p["iid"])
     issues.add(p[pool_iid_shared], "conflict", SYNC_REASON["duplicate_id"], claim_by="iid")
-    row_iid_shared = t["iid"].notna() & t["iid"].duplicated(keep=False)
+    row_iid_shared = shared_values(t["iid"])
     on_shared_rows = member_of(p["iid"], t.loc[row_iid_shared, "iid"]) & ~pool_iid_shared
     issues.add(p[on_shared_rows], "conflict", SYNC_REASON["duplicate_row_id"], claim_by="iid")
     usable = p["iid"].notna() & ~pool_iid_shared & ~on_shared_rows
-    keyed = p.loc[usable, ["sub", "username", "raw_id", "iid", "email", "email_norm", "pool_email_shared"]]
-    rows = t.loc[
-        t["iid"].notna() & ~row_iid_shared, ["UserID", "InternalUserID", "CognitoID", "Email", "iid", "email_norm"]
-    ]
-    linked = keyed.merge(rows, on="iid", how="inner", suffixes=("", "_row"))
-    absent = p[usable & ~member_of(p["iid"], rows["iid"])]
-    return linked, absent
+    keyed = p[usable]
+    rows = t.loc[~row_iid_shared, [*TABLE_COLUMNS, "iid", "email_norm"]]  # each id on one row at most
+    row = positions_in(keyed["iid"], rows["iid"])
+    users = keyed.loc[row >= 0, ["sub", "username", "raw_id", "iid", "email", "email_norm", "pool_email_shared"]]
+    their_rows = rows.iloc[row[row >= 0], :-1].set_axis(users.index).drop(columns="iid")
+    linked = users.join(their_rows.assign(email_norm_row=rows["email_norm"].iloc[row[row >= 0]].values))
+    return linked.reset_index(drop=True), keyed[row < 0]
 
 
 def _fall_back_by_email(p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
@@ -240,7 +240,9 @@ def _fall_back_by_email(p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, 
     shared = bare["pool_email_shared"]
     issues.add(bare[shared], "conflict", SYNC_REASON["pool_email_shared"], claim_by="email_norm")
     bare = bare[~shared]
-    matches = bare["email_norm"].map(t["email_norm"].value_counts()).fillna(0).astype(int)
+    # Count rows per e-mail among the rows that hold one of these e-mails only (few, after the backfill).
+    candidates = t["email_norm"][member_of(t["email_norm"], bare["email_norm"])]
+    matches = bare["email_norm"].map(candidates.value_counts()).fillna(0).astype(int)
     issues.add(bare[matches == 0], "unlinked", SYNC_REASON["unlinked_no_row"])
     issues.add(bare[matches > 1], "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
     rows = t[[*TABLE_COLUMNS, "email_norm", "iid"]]
