@@ -368,7 +368,7 @@ def _demote_collisions(
             set_here = np.zeros(len(values), dtype=bool)
             set_here[rows] = True
             set_here[len(final) :] = True
-            bad = set_here & (values.notna() & values.duplicated(keep=False)).to_numpy()
+            bad = set_here & shared_values(values).to_numpy()
             if not bad.any():
                 continue
             found = True
