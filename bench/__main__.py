@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import tempfile
 import time
 import warnings
@@ -34,6 +35,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--large-links", default="loopback,0.5ms", help="links of the product's cases at 1M users (per-row: all)"
     )
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare-UPDATE floor at 1M users")
     parser.add_argument("--reps", type=int, default=3, help="runs of every figure")
     parser.add_argument("--pool-users", type=int, default=20_000, help="users in the extraction pool")
     parser.add_argument("--list-users-rps", type=float, default=28.0, help="the sliced extraction's rate")
@@ -66,6 +68,7 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             reps=args.reps,
             workdir=workdir,
             large_links=args.large_links.split(","),
+            floor=not args.no_floor,
         )
         out["reconcile"] = reconcile.run(matrix)
     if "extraction" in only:
@@ -78,10 +81,18 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return out
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (and SIGINT, which a background job ignores) unwind the run: servers and proxies are stopped."""
+    raise SystemExit(f"bench stopped by signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     args = _arguments()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="work-", dir=RESULTS) as tmp:  # not /tmp: others clean it
         workdir = Path(tmp)
         os.environ.update(airflow_environment(workdir / "airflow"))  # before anything imports Airflow
         _quiet()

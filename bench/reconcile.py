@@ -209,7 +209,15 @@ def warm_up(matrix: Matrix, server: PrivateMariaDB) -> None:
 
 
 def run_server(matrix: Matrix, name: str, populations: dict[int, Population]) -> None:
-    with PrivateMariaDB(servers.SERVERS[name]) as server:
+    base = matrix.workdir / f"server-{name}"
+    try:
+        _run_on(matrix, name, populations, PrivateMariaDB(servers.SERVERS[name], base_dir=base))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)  # its datadir and redo log: gigabytes
+
+
+def _run_on(matrix: Matrix, name: str, populations: dict[int, Population], private: PrivateMariaDB) -> None:
+    with private as server:
         if name == matrix.servers[0]:
             warm_up(matrix, server)
         for users, population in populations.items():
