@@ -189,11 +189,15 @@ def plan_changes(
     linked, absent = _link_by_id(p, t, issues)
     by_email = _fall_back_by_email(p, t, linked, issues)
     changes = _propose_changes(linked, by_email, issues)
+    matched = pd.concat([linked[["sub", "UserID"]], by_email[["sub", "UserID"]]], ignore_index=True)
+    sizes = {"pool_users": len(p), "table_rows": len(t), "needs_backfill": len(by_email)}
+    del linked, by_email  # the widest frames of the plan: released as soon as they are used
     inserts = _propose_inserts(absent, issues)
     del absent
     changes, inserts = _demote_unstorable(changes, inserts, column_limits or {}, issues)
     changes, inserts = _demote_collisions(t, changes, inserts, issues)
-    stale = _classify_rows(p, t, pd.concat([linked["UserID"], by_email["UserID"]], ignore_index=True), issues)
+    stale = _classify_rows(p, t, matched["UserID"], issues)
+    del p, t
     if stale_policy == "clear":
         cleared = pd.Series(pd.NA, index=stale.index, dtype="string")
         clear = _change(stale.assign(sub=cleared), "CognitoID", stale["CognitoID"], cleared, "stale", "stale_clear")
@@ -201,16 +205,15 @@ def plan_changes(
     else:
         issues.add_rows(stale, "stale", SYNC_REASON["stale_keep"])
     issue_frame = issues.frame()
-    matched = pd.concat([linked["sub"], by_email["sub"]], ignore_index=True)
     metrics = {
-        "pool_users": len(p),
-        "table_rows": len(t),
+        "pool_users": sizes["pool_users"],
+        "table_rows": sizes["table_rows"],
         "matched_pool_users": len(matched),
         "cognito_id_changes": int((changes["column"] == "CognitoID").sum()),
-        "needs_backfill": len(by_email),
+        "needs_backfill": sizes["needs_backfill"],
         "rows_to_write": int(changes["UserID"].nunique() + len(inserts)),
     }
-    counts = _count(changes, inserts, issue_frame, matched, len(stale))
+    counts = _count(changes, inserts, issue_frame, matched["sub"], len(stale))
     return Plan(changes=changes, inserts=inserts[INSERT_COLUMNS], issues=issue_frame, counts=counts, metrics=metrics)
 
 
