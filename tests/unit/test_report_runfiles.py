@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from identity_sync.runfiles import RunFiles, enforce_retention, folder_name, report_links_markdown, report_url
@@ -141,3 +142,20 @@ def test_report_links_markdown() -> None:
         "- plan: [`s3://b/k/plan.csv.gz`](https://s3.console.aws.amazon.com/s3/object/b?prefix=k/plan.csv.gz)",
         "- issues: [`file:///x/issues.csv.gz`](file:///x/issues.csv.gz)",
     ]
+
+
+def test_for_run_gives_two_run_ids_two_folders(tmp_path: Path) -> None:
+    one = RunFiles.for_run(f"file://{tmp_path}", "cognito_user_sync", "restore dev/2026-11-20", "dev")
+    other = RunFiles.for_run(f"file://{tmp_path}", "cognito_user_sync", "restore_dev_2026-11-20", "dev")
+
+    assert one.base != other.base
+
+
+def test_snapshots_are_not_readable_by_others(tmp_path: Path) -> None:
+    files = RunFiles.for_run(f"file://{tmp_path}/snapshots", "cognito_user_sync", "run-1", "dev")
+
+    files.write_text("notes.txt", "x")
+    files.write_parquet("pool.parquet", pd.DataFrame({"email": ["a@x.io"]}))
+
+    for path in (tmp_path / "snapshots").rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path
