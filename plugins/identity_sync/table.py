@@ -164,7 +164,8 @@ class StagedWork:
             why = why.fillna(unfit_reasons(self.inserts[column], column, limits.get(column)))
         self.demote_inserts(dict(zip(self.inserts.loc[why.notna(), "InternalUserID"], why.dropna(), strict=True)))
 
-    def result(self, inserted: int, already_applied: bool = False) -> ApplyResult:
+    def result(self, inserted: int) -> ApplyResult:
+        """What was written; ``already_applied`` when rows held the plan's values already and none was written."""
         updated = pd.concat([frame["UserID"] for frame in self.keys.values()]).nunique()
         parts = [c for c in self.conflicts if len(c)]
         conflicts = pd.concat(parts, ignore_index=True) if parts else _empty_conflicts()
@@ -174,7 +175,7 @@ class StagedWork:
             cognito_ids_set=len(self.keys["CognitoID"]),
             emails_set=len(self.keys["Email"]),
             conflicts=conflicts[SYNC_ISSUE_COLUMNS],
-            already_applied=already_applied,
+            already_applied=self.already_done > 0 and not (updated or inserted),
         )
 
 
@@ -380,12 +381,11 @@ class UsersTable:
     def _apply_staged(self, cursor: Any, work: StagedWork) -> ApplyResult:
         self._run(cursor, "drop_staging")
         self._stage(cursor, work)
-        staged = sum(len(frame) for frame in work.keys.values()) + len(work.inserts)
         self._settle(cursor, work)
         if work.empty:
             self._run(cursor, "drop_staging")
             log.info("every staged row already holds the planned values: applied before, nothing written")
-            return work.result(0, already_applied=work.already_done == staged)
+            return work.result(0)
         self._resolve_collisions(cursor, work)
         for column in KEY_COLUMNS:
             self._write_column(cursor, column, work)
@@ -422,10 +422,10 @@ class UsersTable:
         for column, frame in work.keys.items():
             if frame.empty:
                 continue
-            if self.dialect.name == "mysql":
-                cursor.execute(self._sql("lock_staged_keys", column))
-                cursor.fetchall()
-            unsettled[column] = self._rows(cursor, "unsettled_keys", column)
+            cursor.execute(self._sql("lock_staged_keys", column))
+            staged, pending = cursor.fetchone()
+            if int(pending) < int(staged):
+                unsettled[column] = self._rows(cursor, "unsettled_keys", column)
         appeared = self._rows(cursor, "unsettled_inserts") if len(work.inserts) else []
         drift = {c: [r for r in rows if r[2] != "done"] for c, rows in unsettled.items()}
         missing = [r[0] for r in appeared if r[1] != "done"]
