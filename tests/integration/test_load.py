@@ -1173,3 +1173,20 @@ def test_the_connection_extra_local_infile_reaches_the_mysql_hook(monkeypatch: p
     monkeypatch.setenv("AIRFLOW_CONN_USERS_DB_PLAIN", json.dumps(base))
     assert database_hook("users_db_bulk").local_infile is True
     assert database_hook("users_db_plain").local_infile is False
+
+
+@pytest.mark.mariadb
+def test_bulk_staging_keeps_every_character_exactly(mariadb_table: TableUnderTest) -> None:
+    """Tabs, newlines, backslashes, a literal ``\\N``, accents and emoji survive the tab-separated file."""
+    odd = ["tab\there", "new\nline", "back\\slash", "\\N", "cr\rhere", "zoë😀"]
+    inserts = [new_row(iid(10 + k), f"sub-{k}", f"{k}@example.com") | {"FirstName": v} for k, v in enumerate(odd)]
+    inserts.append(new_row(iid(20), "sub-null", None) | {"FirstName": None, "LastName": "\\N"})
+    users = mariadb_table.users_table()
+    try:
+        assert users.apply(hand_plan(inserts=inserts)).rows_inserted == len(inserts)
+        assert users.stager.bulk_loads == 1
+    finally:
+        users.connection.close()
+    rows = contents(mariadb_table)
+    assert [r[4] for r in rows] == [*odd, None]
+    assert rows[-1][3] is None and rows[-1][5] == "\\N"
