@@ -35,6 +35,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--large-links", default="loopback,0.5ms", help="links of the product's cases at 1M users (per-row: all)"
     )
+    parser.add_argument("--large-reps", type=int, help="runs of the product's cases at 1M users (default: --reps)")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-UPDATE floor at 1M users")
     parser.add_argument("--reps", type=int, default=3, help="runs of every figure")
     parser.add_argument("--pool-users", type=int, default=20_000, help="users in the extraction pool")
@@ -69,6 +70,8 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             workdir=workdir,
             large_links=args.large_links.split(","),
             floor=not args.no_floor,
+            large_reps=args.large_reps,
+            partial=RESULTS / "partial.jsonl",
         )
         out["reconcile"] = reconcile.run(matrix)
     if "extraction" in only:

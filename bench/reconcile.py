@@ -19,6 +19,7 @@ The server is brought to rest (purge and page flushing done) before every case.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -45,11 +46,24 @@ class Matrix:
     workdir: Path
     floor: bool = True  # at LARGE users: the bare UPDATE with and without the unique index
     large_links: list[str] | None = None  # product cases at LARGE users and above run on these links only
+    large_reps: int | None = None  # runs of the product's cases at LARGE users (None: reps)
+    partial: Path | None = None  # JSON lines, one per record, written as they come
     records: list[dict[str, Any]] = field(default_factory=list)
     progress: bool = True
 
     def product_runs(self, users: int, link: str) -> bool:
         return users < LARGE or self.large_links is None or link in self.large_links
+
+    def reps_for(self, users: int) -> int:
+        """Runs of the product's and the floor's cases at ``users`` (per-row always runs ``reps``)."""
+        return self.large_reps if users >= LARGE and self.large_reps else self.reps
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Keep a record, and append it to ``partial`` at once: a run stopped half way keeps what it measured."""
+        self.records.append(record)
+        if self.partial:
+            with self.partial.open("a") as out:
+                out.write(json.dumps(record, default=str) + "\n")
 
     def note(self, text: str) -> None:
         if self.progress:
@@ -134,15 +148,15 @@ def per_row_case(port: int, table: str, population: Population, side: str, size:
 
 def _product_reps(matrix: Matrix, server: PrivateMariaDB, table: str, population: Population, side: str, where: dict):
     settings = tasks.settings_for(table, matrix.workdir / "runs")
-    for rep in range(matrix.reps):
+    for rep in range(matrix.reps_for(population.users)):
         waited = servers.quiesce(server)
         restore = sync_case(server, settings, population, other(side), after_restore=True)
         side = other(side)
-        matrix.records.append({**where, "case": "post-restore", "rep": rep, "quiesce_s": waited, **restore})
+        matrix.add({**where, "case": "post-restore", "rep": rep, "quiesce_s": waited, **restore})
         matrix.note(f"{where['link']}: post-restore {restore['read_plan_apply']:.1f}s, {restore['rows_written']} rows")
         waited = servers.quiesce(server)
         nightly = sync_case(server, settings, population, side, after_restore=False)
-        matrix.records.append({**where, "case": "nightly", "rep": rep, "quiesce_s": waited, **nightly})
+        matrix.add({**where, "case": "nightly", "rep": rep, "quiesce_s": waited, **nightly})
         matrix.note(f"{where['link']}: nightly {nightly['read_plan_apply']:.1f}s, {nightly['rows_written']} rows")
     return side
 
@@ -156,7 +170,7 @@ def _per_row_reps(
         waited = servers.quiesce(server)
         result = per_row_case(port, table, population, other(sample_side), size)
         sample_side = other(sample_side)
-        matrix.records.append({**where, "case": "per-row", "rep": rep, "quiesce_s": waited, **result})
+        matrix.add({**where, "case": "per-row", "rep": rep, "quiesce_s": waited, **result})
         matrix.note(f"{where['link']}: per-row {size:,} users {result['seconds']:.1f}s")
     if sample_side != side:
         tasks.in_child(_revert_task, server, table, population, side, size)
@@ -170,13 +184,13 @@ def _floor_reps(
     for case, indexed in (("floor, unique index", True), ("floor, no index", False)):
         if not indexed and index:
             tasks.in_child(floor.set_index, server, table, index, False)
-        for rep in range(matrix.reps):
+        for rep in range(matrix.reps_for(population.users)):
             waited = servers.quiesce(server)
             load = os.getloadavg()[0]
             result = tasks.in_child(floor.floor_task, server, table, population, other(side))
             side = other(side)
             record = {**where, "case": case, "rep": rep, "quiesce_s": waited, **result}
-            matrix.records.append(record | {"loadavg": [load, os.getloadavg()[0]]})
+            matrix.add(record | {"loadavg": [load, os.getloadavg()[0]]})
             matrix.note(f"{where['link']}: {case}: UPDATE {result['update_s']:.1f}s")
         if not indexed and index:
             tasks.in_child(floor.set_index, server, table, index, True)
