@@ -34,7 +34,7 @@ import pendulum
 from airflow.sdk import TriggerRule, dag, get_current_context, task
 
 from identity_sync import backfill_steps, schedule
-from identity_sync.approval import WriteApproval, approval_outcome
+from identity_sync.backfill_approval import BackfillApproval, recorded_outcome
 from identity_sync.backfill_records import Chunk, ChunkOutcome, Coverage, Inspection, Prerequisites
 from identity_sync.backfill_report import report_environment
 from identity_sync.config import load_settings
@@ -107,7 +107,7 @@ def cognito_user_backfill() -> None:
     def review(inspections: list[Inspection], params: dict[str, Any]) -> Any:
         return backfill_steps.review_step(
             load_settings(),
-            list(inspections),
+            inspections[:],  # one request for all, not a probe per item
             dry_run=params["dry_run"],
             apply_migration=params["apply_migration"],
             approved=params["approved"],
@@ -150,18 +150,16 @@ def cognito_user_backfill() -> None:
         params: dict[str, Any],
     ) -> dict[str, dict[str, int]]:
         ti = get_current_context()["ti"]
-        outcome = "dry run: nothing written" if params["dry_run"] else approval_outcome(ti.xcom_pull("approval"))
+        outcome = recorded_outcome(ti, dry_run=params["dry_run"])
         mode = {"dry_run": params["dry_run"], "outcome": outcome, "params": dict(params)}
         by_env = {c.environment: c for c in coverages}
-        summaries = [
-            report_environment(i, list(planned or []), list(written or []), by_env.get(i.environment), mode)
-            for i in inspections
-        ]
+        chunks_, outcomes = list(planned or []), list(written[:] if written else [])
+        summaries = [report_environment(i, chunks_, outcomes, by_env.get(i.environment), mode) for i in inspections[:]]
         return {s["environment"]: s["written"] for s in summaries}
 
     names = environments()
     inspected = inspect.expand(environment=names)
-    approval = WriteApproval(task_id="approval", request_task_id="review")
+    approval = BackfillApproval(task_id="approval", request_task_id="review")
     review(inspected) >> approval
     prepared = prerequisites.expand(inspection=inspected)
     approval >> prepared

@@ -44,7 +44,7 @@ BACKFILL_REASON = {
     "row_claimed": "e-mail matches a row that another pool user matches by sub",
     "pool_email_shared": "e-mail shared by several pool users",
     "row_email_shared": "e-mail matches several rows",
-    "email_refused": "e-mail matches a row, but only a verified, confirmed, enabled user is linked by e-mail: ",
+    "email_refused": "e-mail matches a row, but {refusal}: never linked by e-mail",
     "no_row": "no row with this sub or e-mail",
     "unknown_id": "carries an InternalUserID that no row has",
     "no_user": "row has no user in the pool",
@@ -116,16 +116,15 @@ def _classify_users(p: pd.DataFrame, t: pd.DataFrame) -> pd.Series:
     return why.fillna("no_row")
 
 
-USER_CATEGORY = {"write": "write", "done": "done"} | dict.fromkeys(
-    ("no_row", "unknown_id", "email_refused"), "unlinked"
-)
+USER_CATEGORY = {"write": "write", "done": "done", "no_row": "unlinked", "unknown_id": "unlinked"}
 
 
 def _user_issues(p: pd.DataFrame, why: pd.Series) -> pd.DataFrame:
     category = why.map(lambda key: USER_CATEGORY.get(key, "conflict")).astype("string")
     reported = category.isin(["conflict", "unlinked"])
     reason = why.map(BACKFILL_REASON).astype("string")
-    reason = reason.mask(why == "email_refused", reason + p["email_refusal"])
+    refused = why == "email_refused"
+    reason[refused] = [BACKFILL_REASON["email_refused"].format(refusal=r) for r in p.loc[refused, "email_refusal"]]
     return pd.DataFrame(
         {
             "sub": p.loc[reported, "sub"].values,

@@ -26,10 +26,11 @@ from identity_sync.backfill import (
 from identity_sync.backfill_records import Chunk, ChunkOutcome, Coverage, Inspection, Prerequisites
 from identity_sync.backfill_writes import write_chunk
 from identity_sync.cognito import CognitoHook, schema_attribute
-from identity_sync.config import ConfigError, Settings
+from identity_sync.config import ConfigError, Environment, Settings
 from identity_sync.extract import extract_pool
 from identity_sync.guards import RefusedError
 from identity_sync.migrations import MIGRATIONS, apply_migrations, pending_migrations
+from identity_sync.pool_checks import attribute_writers
 from identity_sync.ratelimit import RateLimiter, collector_paused, share_of_rate
 from identity_sync.report import RunFiles, counts_table, write_frame_report
 from identity_sync.table import UsersTable
@@ -88,7 +89,10 @@ def inspect_step(settings: Settings, environment: str, files: RunFiles, *, creat
         attribute_to_add=schema_entry is None,
         counts=plan.counts,
         billable_mau_writes=plan.billable_writes,
-        refusals=_immutable_refusal(environment, env.attribute, schema_entry, plan.counts["write"]),
+        refusals=[
+            *_immutable_refusal(environment, env.attribute, schema_entry, plan.counts["write"]),
+            *(writer_refusals(env, hook) if schema_entry else []),
+        ],
         reports=reports,
     )
     extra = {"ids_to_assign": inspection.ids_to_assign, "billable_mau_writes": inspection.billable_mau_writes}
@@ -163,19 +167,17 @@ def review_step(
     return ApprovalRequest(ASK, subject, body)
 
 
-def refuse_writable_attribute(hook: CognitoHook, user_pool_id: str, environment: str, attribute: str) -> None:
-    """The sync trusts the attribute: no app client may write it (a signed-in user could claim any id)."""
-    writers = [
-        client.get("ClientName") or client["ClientId"]
-        for client in hook.app_clients(user_pool_id)
-        if attribute in (client.get("WriteAttributes") or [])
+def writer_refusals(env: Environment, hook: CognitoHook) -> list[str]:
+    """The sync trusts the attribute: an app client that may write it lets any signed-in user claim any id."""
+    writers = attribute_writers(list(hook.app_clients(env.user_pool_id)), env.attribute)
+    if not writers:
+        return []
+    named = ", ".join(f"{c['ClientId']} ({c.get('ClientName') or 'no name'})" for c in writers)
+    return [
+        f"environment {env.name!r}: app client(s) {named} can write {env.attribute} (it is in their "
+        "WriteAttributes): any signed-in user could set it to another person's id. Remove it from every app "
+        "client's WriteAttributes"
     ]
-    if writers:
-        raise RefusedError(
-            f"environment {environment!r}: app client(s) {', '.join(writers)} may write {attribute}; any signed-in "
-            "user could then claim another person's id. Remove it from their WriteAttributes. No Cognito user was "
-            "written."
-        )
 
 
 def prerequisites_step(settings: Settings, inspection: Inspection, *, apply_migration: bool) -> Prerequisites:
@@ -195,7 +197,9 @@ def prerequisites_step(settings: Settings, inspection: Inspection, *, apply_migr
     if schema_entry is None:
         hook.add_string_attribute(env.user_pool_id, env.attribute, ID_LENGTH)
         log.info("environment %s: added %s (mutable String, %d chars) to the pool", env.name, env.attribute, ID_LENGTH)
-    refuse_writable_attribute(hook, env.user_pool_id, env.name, env.attribute)
+    if reasons := writer_refusals(env, hook):
+        after = "The table's ids and the pool's attribute are in place; no Cognito user was written."
+        raise RefusedError(f"{reasons[0]}. {after}")
     return Prerequisites(env.name, inspection.files, [m.script for m in pending], assigned, schema_entry is None)
 
 

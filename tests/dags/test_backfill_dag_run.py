@@ -1,14 +1,20 @@
 """cognito_user_backfill end to end through dag.test(): moto behind the strict layer, and MariaDB.
 
 A prod pool and table from before the backfill (no attribute, no column), then a dev pool
-after a restore: the backfill, then the sync, leave every matching user linked.
+after a restore: the backfill, then the sync, leave every matching user linked. The
+approval is answered by ``approver`` (tests/dags/conftest.py) through the api-server's
+own handler; a timeout by the scheduler's own sweep.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,19 +22,18 @@ import yaml
 from airflow.dag_processing.dagbag import DagBag
 
 from devtools.emulator import aws_client
-from devtools.local_airflow import (
-    PROJECT_ROOT,
-    aws_connection,
-    connection_variable,
-    mysql_connection,
-)
+from devtools.local_airflow import PROJECT_ROOT, aws_connection, connection_variable, mysql_connection
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from identity_sync.cognito import user_attributes
 from identity_sync.identity import normalise_internal_ids
+from identity_sync.report import RunFiles, read_csv_gz
 from identity_sync.sql import MYSQL, schema_statement, statement
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.mariadb]
+
+DAG_ID = "cognito_user_backfill"
+WRITE = "AdminUpdateUserAttributes"
 
 
 class LegacyTable(TableUnderTest):
@@ -65,7 +70,7 @@ def legacy_tables() -> Iterator[dict[str, LegacyTable]]:
 
 @pytest.fixture
 def world(cognito, legacy_tables, tmp_path: Path, monkeypatch):
-    """prod: 40 users, rows linked by sub (30) or only by e-mail (10), 3 rows without a user, 1 conflict."""
+    """prod: 40 users, rows linked by sub (30) or only by e-mail (10), 3 rows without a user."""
     moto_url, proxy = cognito
     client = aws_client("cognito-idp", moto_url)
     suffix = uuid.uuid4().hex[:8]
@@ -94,6 +99,7 @@ def world(cognito, legacy_tables, tmp_path: Path, monkeypatch):
     config = tmp_path / "environments.yaml"
     config.write_text(yaml.safe_dump({"snapshot_base": f"file://{tmp_path / 'runs'}", "environments": environments}))
     monkeypatch.setenv("COGNITO_SYNC_CONFIG", str(config))
+    monkeypatch.delenv("COGNITO_SYNC_SNAPSHOT_BASE", raising=False)
     dagbag = DagBag(dag_folder=PROJECT_ROOT / "dags")
     return {
         "client": client,
@@ -102,9 +108,10 @@ def world(cognito, legacy_tables, tmp_path: Path, monkeypatch):
         "people": people,
         "subs": subs,
         "tables": legacy_tables,
-        "backfill": dagbag.dags["cognito_user_backfill"],
+        "backfill": dagbag.dags[DAG_ID],
         "sync": dagbag.dags["cognito_user_sync"],
         "runs": tmp_path / "runs",
+        "writes_before": writes_made(proxy),  # the proxy serves the whole module
     }
 
 
@@ -114,12 +121,66 @@ def pool_ids(client, pool_id: str) -> dict[str, str | None]:
     return {user_attributes(u)["sub"]: user_attributes(u).get(ATTRIBUTE) for u in users}
 
 
-def summary(runs: Path, dag_id: str, run_id: str, env: str) -> dict:
-    folder = runs / dag_id / run_id.replace(":", "_").replace("+", "_") / env
-    return {
-        "changes": pd.read_csv(folder / "backfill_changes.csv"),
-        "issues": pd.read_csv(folder / "backfill_issues.csv"),
-    }
+def run_files(world: dict[str, Any], run_id: str, env: str) -> RunFiles:
+    return RunFiles.for_run(f"file://{world['runs']}", DAG_ID, run_id, env)
+
+
+def task_states(run) -> dict[str, tuple[str | None, int]]:
+    """task id (mapped ones once per index: "id[i]") -> (state, try number)."""
+    states = {}
+    for ti in run.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        states[key] = (ti.state, ti.try_number)
+    return states
+
+
+def refusal_of(output: str, task_id: str) -> str:
+    """The refusal a task failed with, from what dag.test() printed: the traceback raised in ``task_id``."""
+    for failure in output.split("Task failed with exception")[1:]:
+        traceback = failure.split("\n\n")[0]
+        if re.search(rf"dags/cognito_user_backfill\.py\", line \d+, in {task_id}\n", traceback):
+            return re.search(r"identity_sync\.guards\.RefusedError: (.*)", traceback).group(1)
+    raise AssertionError(f"no failure of task {task_id} in the output")
+
+
+def writes_made(proxy) -> dict[str, int]:
+    return {op: proxy.calls[op] for op in (WRITE, "AdminCreateUser", "AddCustomAttributes")}
+
+
+def no_writes(world: dict[str, Any]) -> bool:
+    return writes_made(world["proxy"]) == world["writes_before"]
+
+
+class TimeoutSweeper(threading.Thread):
+    """The scheduler's awaiting-input timeout sweep, run as soon as the approval waits, with its deadline passed."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.swept = threading.Event()
+
+    def run(self) -> None:
+        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.sdk import timezone
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+        from sqlalchemy import update
+
+        class Sweeper:
+            log = __import__("logging").getLogger("sweeper")
+
+        deadline = time.monotonic() + 120
+        while not self.swept.is_set() and time.monotonic() < deadline:
+            with create_session() as session:
+                parked = session.execute(
+                    update(TaskInstance)
+                    .where(TaskInstance.dag_id == DAG_ID, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)
+                    .values(trigger_timeout=timezone.utcnow() - pd.Timedelta(seconds=1))
+                ).rowcount
+            if parked:
+                SchedulerJobRunner.check_awaiting_input_timeouts(Sweeper())  # type: ignore[arg-type]
+                self.swept.set()
+            time.sleep(0.3)
 
 
 def test_dry_run_by_default_writes_nothing_anywhere(world) -> None:
@@ -127,43 +188,111 @@ def test_dry_run_by_default_writes_nothing_anywhere(world) -> None:
     before = prod.full()
     run = world["backfill"].test(run_conf={"environments": ["prod"]})
     assert run.state == "success"
+    states = task_states(run)
+    assert states["approval"][0] == "skipped" and states["prerequisites"][0] == "skipped"
+    assert states["report"][0] == "success"
     assert prod.full().equals(before)  # no column added, no id assigned
     schema = world["client"].describe_user_pool(UserPoolId=world["pools"]["prod"])["UserPool"]["SchemaAttributes"]
     assert ATTRIBUTE not in {a["Name"] for a in schema}
-    assert world["proxy"].calls["AdminUpdateUserAttributes"] == 0
-    plan = summary(world["runs"], "cognito_user_backfill", run.run_id, "prod")
-    assert len(plan["changes"]) == 40  # every user would get its row's id: 40 billable MAU
-    assert (plan["issues"]["category"] == "missing_user").sum() == 3
+    assert no_writes(world)
+    files = run_files(world, run.run_id, "prod")
+    plan = read_csv_gz(files, "backfill_plan.csv.gz")
+    assert len(plan) == 40  # every user would get its row's id: 40 billable MAU
+    issues = read_csv_gz(files, "backfill_issues.csv.gz")
+    assert (issues["category"] == "missing_user").sum() == 3
+    assert not files.exists("backfill_changes.csv.gz")  # a plan is never mistaken for a record of writes
+    summary = yaml.safe_load(files.read_text("backfill_summary.json"))
+    assert summary["outcome"] == "dry run: nothing written" and summary["billable_mau_writes"] == 40
 
 
-def test_missing_column_is_refused_naming_the_script_unless_apply_migration(world) -> None:
+def test_missing_column_is_refused_naming_the_script_unless_apply_migration(world, capsys) -> None:
     prod = world["tables"]["prod"]
     before = prod.full()
     run = world["backfill"].test(run_conf={"environments": ["prod"], "dry_run": False})
     assert run.state == "failed"
+    states = task_states(run)
+    assert states["review"] == ("failed", 1)  # a refusal is not retried
+    assert states["approval"][0] == "upstream_failed" and states["prerequisites"][0] == "upstream_failed"
+    message = refusal_of(capsys.readouterr().out, "review")
+    assert "include/sql/migrations/V1__add_internal_user_id_column.sql" in message
+    assert "include/sql/migrations/V2__add_internal_user_id_unique_index.sql" in message
+    assert "apply_migration=true" in message and "Nothing was written" in message
     assert prod.full().equals(before)
-    assert world["proxy"].calls["AddCustomAttributes"] == 0
+    assert no_writes(world)
 
 
-def test_prod_backfill_then_restored_dev_backfill_and_sync_link_everyone(world) -> None:
+def test_creating_users_in_prod_is_refused_naming_the_environment(world, capsys) -> None:
+    conf = {"environments": ["prod"], "dry_run": False, "create_missing_users": True, "approved": True}
+    run = world["backfill"].test(run_conf=conf)
+    assert run.state == "failed"
+    assert task_states(run)["environments"] == ("failed", 1)
+    message = refusal_of(capsys.readouterr().out, "environments")
+    assert "create_missing_users is refused for protected environment(s) prod" in message
+    assert no_writes(world)
+
+
+def test_the_real_run_waits_for_approval_and_reject_writes_nothing(world, approver) -> None:
+    prod = world["tables"]["prod"]
+    before = prod.full()
+    person = approver(DAG_ID, "Reject", user="bob")
+    person.start()
+    run = world["backfill"].test(run_conf={"environments": ["prod"], "dry_run": False, "apply_migration": True})
+    person.stop()
+
+    (asked,) = person.asked
+    assert asked.task_id == "approval" and asked.options == ["Approve", "Reject"]
+    body = asked.body
+    assert "| prod | 40 | 40 | 0 | 43 |" in body  # writes, billable MAU, creations, ids to assign
+    assert "billable monthly active user" in body and "backfill_plan.csv.gz" in body
+    states = task_states(run)
+    assert states["approval"][0] == "success" and states["prerequisites"][0] == "skipped"
+    assert states["report"][0] == "success"
+    assert prod.full().equals(before)  # no migration, no id
+    assert no_writes(world)
+    summary = yaml.safe_load(run_files(world, run.run_id, "prod").read_text("backfill_summary.json"))
+    assert summary["outcome"] == "rejected by bob: nothing was written"
+
+
+def test_no_answer_before_the_timeout_writes_nothing(world) -> None:
+    prod = world["tables"]["prod"]
+    before = prod.full()
+    sweeper = TimeoutSweeper()
+    sweeper.start()
+    run = world["backfill"].test(run_conf={"environments": ["prod"], "dry_run": False, "apply_migration": True})
+    sweeper.join(timeout=5)
+    assert sweeper.swept.is_set()
+    assert task_states(run)["prerequisites"][0] == "skipped"
+    assert prod.full().equals(before) and no_writes(world)
+    summary = yaml.safe_load(run_files(world, run.run_id, "prod").read_text("backfill_summary.json"))
+    assert summary["outcome"] == "no answer before the approval timed out: nothing was written"
+
+
+def test_prod_backfill_then_restored_dev_backfill_and_sync_link_everyone(world, approver) -> None:
     client, pools, prod = world["client"], world["pools"], world["tables"]["prod"]
+    person = approver(DAG_ID, "Approve")
+    person.start()
     conf = {"environments": ["prod"], "dry_run": False, "apply_migration": True, "rate": 25}
     run = world["backfill"].test(run_conf=conf)
     assert run.state == "success"
+    assert [a.task_id for a in person.asked] == ["approval"]
     rows = prod.full()
     assert rows["InternalUserID"].notna().all()
     assert (normalise_internal_ids(rows["InternalUserID"]) == rows["InternalUserID"]).all()  # lower-case UUIDs
     carried = pool_ids(client, pools["prod"])
     by_sub = dict(zip(rows["CognitoID"], rows["InternalUserID"], strict=True))
     by_email = dict(zip(rows["Email"].str.lower(), rows["InternalUserID"], strict=True))
-    for person, sub in zip(world["people"], world["subs"], strict=True):
-        expected = by_sub.get(sub) or by_email[person.email]
-        assert carried[sub] == expected
+    for user, sub in zip(world["people"], world["subs"], strict=True):
+        assert carried[sub] == (by_sub.get(sub) or by_email[user.email])
+    files = run_files(world, run.run_id, "prod")
+    assert len(read_csv_gz(files, "backfill_changes.csv.gz")) == 40  # the record of what was written
+    summary = yaml.safe_load(files.read_text("backfill_summary.json"))
+    assert summary["outcome"] == "approved by alice" and summary["coverage"]["share"] == 1.0
 
-    writes = world["proxy"].calls["AdminUpdateUserAttributes"]
-    again = world["backfill"].test(run_conf=conf)
+    writes = world["proxy"].calls[WRITE]
+    again = world["backfill"].test(run_conf=conf | {"approved": True})  # approved beforehand: nobody is asked
     assert again.state == "success"
-    assert world["proxy"].calls["AdminUpdateUserAttributes"] == writes  # nothing left to write
+    assert len(person.asked) == 1
+    assert world["proxy"].calls[WRITE] == writes  # nothing left to write
     assert prod.full().equals(rows)
 
     # dev is restored from prod's snapshot; its pool has none of these users yet.
@@ -171,12 +300,8 @@ def test_prod_backfill_then_restored_dev_backfill_and_sync_link_everyone(world) 
     dev.execute(f"DROP TABLE `{dev.name}`")
     dev.execute(f"CREATE TABLE `{dev.name}` LIKE `{prod.name}`")
     dev.execute(f"INSERT INTO `{dev.name}` SELECT * FROM `{prod.name}`")
-    refused = world["backfill"].test(
-        run_conf={"environments": ["prod"], "dry_run": False, "create_missing_users": True}
-    )
-    assert refused.state == "failed"  # prod is protected
     created = world["backfill"].test(
-        run_conf={"environments": ["dev"], "dry_run": False, "create_missing_users": True, "apply_migration": True}
+        run_conf={"environments": ["dev"], "dry_run": False, "create_missing_users": True, "approved": True}
     )
     assert created.state == "success"
     dev_ids = pool_ids(client, pools["dev"])
