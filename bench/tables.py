@@ -84,31 +84,44 @@ def phase_table(summary: list[dict[str, Any]], case: str) -> str:
     return "\n".join(lines)
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A table; the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def floor_table(summary: list[dict[str, Any]]) -> str:
-    lines = [
-        "| server | users | case | staging (LOAD DATA, 2 columns), s | UPDATE + COMMIT, s | rows |",
-        "|---|---:|---|---:|---:|---:|",
+    header = ["server", "users", "case", "staging (LOAD DATA, 2 columns), s", "UPDATE + COMMIT, s", "rows"]
+    rows = [
+        [
+            row["server"],
+            f"{row['users']:,}",
+            row["case"],
+            _m(row["stage_s"], ".2f"),
+            _m(row["update_s"], ".2f"),
+            f"{row['rows_written']['median']:,.0f}",
+        ]
+        for row in summary
+        if row["case"].startswith("floor")
     ]
-    for row in summary:
-        if row["case"].startswith("floor"):
-            lines.append(
-                f"| {row['server']} | {row['users']:,} | {row['case']} | {_m(row['stage_s'], '.2f')} | "
-                f"{_m(row['update_s'], '.2f')} | {row['rows_written']['median']:,.0f} |"
-            )
-    return "\n".join(lines)
+    return _markdown(header, rows)
 
 
 def extraction_table(records: list[dict[str, Any]]) -> str:
-    lines = [
-        "| case | seconds | calls | calls/s | of quota | failed | complete |",
-        "|---|---:|---:|---:|---:|---:|---|",
+    header = ["case", "seconds", "calls", "calls/s", "of quota", "failed", "complete"]
+    rows = [
+        [
+            r["case"],
+            f"{r['seconds']:.1f}",
+            str(r["calls"]),
+            f"{r['rps']:.1f}",
+            f"{r['quota_share']:.1%}",
+            str(r["failed_calls"]),
+            "every user, once" if r["complete"] else "INCOMPLETE",
+        ]
+        for r in records
     ]
-    for r in records:
-        lines.append(
-            f"| {r['case']} | {r['seconds']:.1f} | {r['calls']} | {r['rps']:.1f} | {r['quota_share']:.1%} | "
-            f"{r['failed_calls']} | {'every user, once' if r['complete'] else 'INCOMPLETE'} |"
-        )
-    return "\n".join(lines)
+    return _markdown(header, rows)
 
 
 def goals_table(goals: list[dict[str, Any]]) -> str:

@@ -127,19 +127,18 @@ class TracedConnection:
     def cursor(self, *args: Any, **kwargs: Any) -> TracedCursor:
         return TracedCursor(self._connection.cursor(*args, **kwargs), self._trace, self._names)
 
-    def commit(self) -> None:
+    def _ends(self, word: str, action: Any) -> None:
         started = time.perf_counter()
         try:
-            self._connection.commit()
+            action()
         finally:
-            self._trace.record("COMMIT", "COMMIT", started, 0)
+            self._trace.record(word, word, started, 0)
+
+    def commit(self) -> None:
+        self._ends("COMMIT", self._connection.commit)
 
     def rollback(self) -> None:
-        started = time.perf_counter()
-        try:
-            self._connection.rollback()
-        finally:
-            self._trace.record("ROLLBACK", "ROLLBACK", started, 0)
+        self._ends("ROLLBACK", self._connection.rollback)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
