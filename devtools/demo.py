@@ -8,7 +8,6 @@ left to change. Everything it makes lives under .demo/ and is made anew each tim
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -29,7 +28,9 @@ from devtools.local_airflow import (
     sqlite_connection,
 )
 from devtools.population import Person, build_scenario, create_pool, create_users, write_sqlite_table
+from identity_sync.audit import load_run_record
 from identity_sync.reconcile import CATEGORIES
+from identity_sync.runfiles import RunFiles
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DAG_ID = "cognito_user_sync"
@@ -90,17 +91,19 @@ def _run_dag(env: dict[str, str], run: int, reason: str) -> Path:
 
 
 def _summary(run_dir: Path) -> dict[str, int]:
-    summary = json.loads((run_dir / "plan" / "counts.json").read_text())
-    counts, metrics = summary["counts"], summary["metrics"]
+    record = load_run_record(RunFiles(f"file://{run_dir}"))
+    counts, metrics = record.counts, record.metrics
     width = max(map(len, [*CATEGORIES, *metrics]))
     for name in CATEGORIES:
         print(f"    {name:<{width}} {counts[name]:>7,}")
     print(f"    {'-' * (width + 8)}")
     for name, value in metrics.items():
         print(f"    {name:<{width}} {value:>7,}")
-    print(f"    change report: {(run_dir / 'changes.csv').relative_to(PROJECT_ROOT)}")
-    print(f"    conflicts and unlinked users: {(run_dir / 'issues.csv').relative_to(PROJECT_ROOT)}")
-    return {**counts, "rows_to_write": metrics["rows_to_write"]}
+    print(f"    outcome: {record.outcome} (triggered {record.trigger.run_type} by {record.trigger.user})")
+    for name, location in record.reports.items():
+        print(f"    {name}: {Path(location.removeprefix('file://')).relative_to(PROJECT_ROOT)}")
+    print(f"    run record: {(run_dir / 'summary.md').relative_to(PROJECT_ROOT)}")
+    return {**counts, "rows_to_write": metrics["rows_to_write"], "rows_written": record.rows_written}
 
 
 def main() -> None:
@@ -126,8 +129,11 @@ def main() -> None:
             raise SystemExit(f"[demo] counts differ from the scenario (got, expected): {mismatched}")
         _say("first run: every category as the scenario expects")
         second = _summary(_run_dag(env, 2, "demo: second run, nothing should change"))
-        if second["rows_to_write"] != 0:
-            raise SystemExit(f"[demo] the second run still wanted to write {second['rows_to_write']} rows")
+        if second["rows_to_write"] != 0 or second["rows_written"] != 0:
+            raise SystemExit(
+                f"[demo] the second run still wanted to write {second['rows_to_write']} rows "
+                f"and wrote {second['rows_written']}"
+            )
         _say("second run: 0 rows to write, 0 rows written")
     finally:
         server.stop()

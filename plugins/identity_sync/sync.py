@@ -10,9 +10,10 @@ by ``approve`` and ``apply``; ``report`` reads it back for every environment.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,16 +27,18 @@ from identity_sync.audit import (
 from identity_sync.config import ConfigError, Settings
 from identity_sync.extract import extract_pool
 from identity_sync.guards import RefusedError, guard_refusals, tripped_guards
+from identity_sync.identity import ColumnLimit
 from identity_sync.pool_checks import check_pool
 from identity_sync.reconcile import Plan, plan_changes
-from identity_sync.report import counts_table, write_changes_report, write_plan_reports
+from identity_sync.report import counts_table, write_changes_report, write_frame_report, write_plan_reports
 from identity_sync.runfiles import RunFiles, enforce_retention
 from identity_sync.sync_records import Applied, Approved, Planned, RunContext, RunSummary, Snapshot
-from identity_sync.table import UsersTable
+from identity_sync.table import ApplyResult, UsersTable
 
 log = logging.getLogger(__name__)
 
 PLAN_FILES = ("plan/changes.parquet", "plan/inserts.parquet", "plan/counts.json")
+COLUMN_LIMITS_FILE = "table_columns.json"  # what the table's text columns hold, read with the snapshot
 DIGEST_CHUNK = 1 << 20
 
 
@@ -67,8 +70,10 @@ def extract_step(settings: Settings, environment: str, files: RunFiles) -> Snaps
     pool = extract_pool(env)
     with UsersTable.open(env) as table:
         rows = table.read()
+        limits = table.column_limits()
     files.write_parquet("pool.parquet", pool)
     files.write_parquet("table.parquet", rows)
+    files.write_text(COLUMN_LIMITS_FILE, json.dumps({name: asdict(limit) for name, limit in limits.items()}))
     log.info("environment %s: extracted %d pool users and %d table rows", environment, len(pool), len(rows))
     return Snapshot(
         environment=environment,
@@ -93,7 +98,10 @@ def plan_digest(files: RunFiles) -> str:
 def plan_step(settings: Settings, snapshot: Snapshot, run: RunContext) -> Planned:
     """Diff the snapshots; save the plan, its report (``plan.csv.gz``: not a record of writes) and the run record."""
     env, files, mode = settings.environment(snapshot.environment), RunFiles(snapshot.files), run.mode
-    plan = plan_changes(files.read_parquet("pool.parquet"), files.read_parquet("table.parquet"), env.stale_cognito_ids)
+    limits = {name: ColumnLimit(**limit) for name, limit in json.loads(files.read_text(COLUMN_LIMITS_FILE)).items()}
+    pool, table = files.read_parquet("pool.parquet"), files.read_parquet("table.parquet")
+    plan = plan_changes(pool, table, env.stale_cognito_ids, column_limits=limits)
+    del pool, table
     files.save_plan(plan, mode=mode)
     reports = write_plan_reports(files, plan, run.reason)
     tripped = tripped_guards(plan, env, after_restore=mode.after_restore)
@@ -130,12 +138,11 @@ def plan_step(settings: Settings, snapshot: Snapshot, run: RunContext) -> Planne
     )
 
 
-def committed_plan(plan: Plan, result: Any) -> Plan:
+def committed_plan(plan: Plan, result: ApplyResult) -> Plan:
     """The part of ``plan`` the transaction committed: without the rows the apply found in conflict."""
-    conflicts = getattr(result, "conflicts", None)
-    if conflicts is None or not len(conflicts):
+    if not len(result.conflicts):
         return plan
-    held = set(conflicts["InternalUserID"].dropna())
+    held = set(result.conflicts["InternalUserID"].dropna())
     return replace(
         plan,
         changes=plan.changes[~plan.changes["InternalUserID"].isin(held)],
@@ -157,10 +164,15 @@ def apply_step(settings: Settings, approved: Approved, run: RunContext, *, try_n
         raise RefusedError("; ".join(refusals) + ". Nothing was written.")
     with UsersTable.open(env) as table:
         result = table.apply(plan)
-    conflicts = getattr(result, "conflicts", None)
-    conflict_count = 0 if conflicts is None else len(conflicts)
+    conflict_count = len(result.conflicts)
+    if result.already_applied:
+        log.warning("environment %s: the table was already at this plan's target (an earlier try committed)", env.name)
     written = result.rows_updated + result.rows_inserted
     changes = write_changes_report(files, committed_plan(plan, result), try_number=try_number, reason=run.reason)
+    if conflict_count:  # rows the apply itself found unwritable: reported like the plan's conflicts, never written
+        name = f"conflicts_at_apply.try-{try_number}.csv.gz"
+        log.warning("environment %s: %d conflicts found at apply: %s", env.name, conflict_count, name)
+        write_frame_report(files, name, result.conflicts)
     record_apply(
         files,
         ApplyRecord(

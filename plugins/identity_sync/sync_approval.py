@@ -121,6 +121,8 @@ class PlanApproval(WriteApproval):
 
     def approval_request(self, context: Any) -> ApprovalRequest:
         run, files = RunContext.from_context(context), RunFiles(self.planned.files)
+        if self.planned.refusals and not run.mode.dry_run:
+            self._record(files, "waiting for approval: nothing written yet", "waiting")
         request = approval_request(self.planned, run, summary_markdown(load_run_record(files)))
         if request.action == REFUSE:
             self._record(files, f"refused: {request.note}", "refused")

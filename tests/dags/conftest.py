@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -52,11 +53,17 @@ class Approver(threading.Thread):
         super().__init__(daemon=True)
         self.dag_id, self.choice, self.user = dag_id, choice, user
         self.asked: list[Asked] = []
+        self.error: Exception | None = None
+        self.since = datetime.now(UTC)  # only runs started from now on (not one a killed test left waiting)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self._answer_waiting()
+            try:
+                self._answer_waiting()
+            except Exception as exc:  # surfaced by stop(); the run under test then waits until killed
+                self.error = exc
+                return
             time.sleep(0.3)
 
     def _answer_waiting(self) -> None:
@@ -67,12 +74,17 @@ class Approver(threading.Thread):
         from airflow.utils.session import create_session
         from airflow.utils.state import TaskInstanceState
         from sqlalchemy import select
+        from sqlalchemy.orm import joinedload
 
         with create_session() as session:
             waiting = session.scalars(
-                select(TaskInstance).where(
-                    TaskInstance.dag_id == self.dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT
+                select(TaskInstance)
+                .where(
+                    TaskInstance.dag_id == self.dag_id,
+                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                    TaskInstance.start_date >= self.since,
                 )
+                .options(joinedload(TaskInstance.hitl_detail))
             ).all()
             for ti in waiting:
                 key = (ti.run_id, ti.task_id, ti.map_index)
@@ -96,6 +108,8 @@ class Approver(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=10)
+        if self.error is not None:
+            raise self.error
 
 
 @pytest.fixture

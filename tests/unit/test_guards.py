@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from identity_sync.config import Environment
-from identity_sync.guards import MIN_MATCH_SHARE, guard_refusals
+from identity_sync.guards import MIN_MATCH_SHARE, guard_refusals, tripped_guards
 from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan, plan_changes
 
 ENV = Environment(
@@ -166,3 +166,11 @@ def test_a_restore_plan_trips_the_ratio_guard_until_marked_after_restore() -> No
     (message,) = refusals(plan)
     assert "20 of 20 rows (100.0%)" in message
     assert refusals(plan, after_restore=True) == []
+
+
+def test_allow_mass_change_lifts_the_refusal_but_the_tripped_guards_stay_on_record() -> None:
+    plan = plan_with(table_rows=100, cognito_id_changes=90, pool_users=100, matched_pool_users=10)
+
+    assert refusals(plan, allow=True) == []
+    tripped = tripped_guards(plan, ENV, after_restore=False)
+    assert len(tripped) == 2 and tripped == refusals(plan)

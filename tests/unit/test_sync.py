@@ -6,15 +6,18 @@ from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from identity_sync.approval import ASK, PROCEED, REFUSE, STOP
-from identity_sync.audit import AssetEventRecord, TriggerRecord
+from identity_sync.audit import AssetEventRecord, RunAudit, TriggerRecord, load_run_record, write_run_record
 from identity_sync.config import parse_settings
 from identity_sync.guards import RefusedError
-from identity_sync.sync import select_environments
-from identity_sync.sync_approval import approval_request
-from identity_sync.sync_records import Planned, RunContext
+from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan
+from identity_sync.runfiles import RunFiles
+from identity_sync.sync import apply_step, plan_digest, select_environments
+from identity_sync.sync_approval import PlanApproval, approval_request
+from identity_sync.sync_records import Approved, Planned, RunContext
 
 SETTINGS = parse_settings(
     {
@@ -132,3 +135,52 @@ def test_records_go_through_xcom_serialisation_whole() -> None:
     from airflow.sdk.serde import deserialize, serialize
 
     assert deserialize(serialize(PLANNED)) == PLANNED
+
+
+# --- the operator and the apply, on real run files: a refusal is recorded, a changed plan is never applied ---
+
+
+def _context(run_type: str, **params: object) -> dict:
+    dag_run = SimpleNamespace(run_type=run_type, triggering_user_name=None, conf={}, run_id="scheduled__1")
+    return {
+        "dag": SimpleNamespace(dag_id="cognito_user_sync"),
+        "run_id": "scheduled__1",
+        "dag_run": dag_run,
+        "params": {**PARAMS, "reason": "", "environments": [], **params},
+        "triggering_asset_events": {},
+    }
+
+
+def _saved_plan(tmp_path: Path) -> tuple[RunFiles, Planned]:
+    files = RunFiles(f"file://{tmp_path}/run/qa")
+    plan = Plan(
+        changes=pd.DataFrame(columns=CHANGE_COLUMNS),
+        inserts=pd.DataFrame(columns=INSERT_COLUMNS),
+        issues=pd.DataFrame(columns=SYNC_ISSUE_COLUMNS),
+        counts=PLANNED.counts,
+        metrics=PLANNED.metrics,
+    )
+    files.save_plan(plan)
+    run = RunContext.from_context(_context("scheduled"))
+    audit = RunAudit("cognito_user_sync", "scheduled__1", "qa", run.trigger, run.params, "", run.mode, plan.counts)
+    write_run_record(files, audit)
+    return files, replace(PLANNED, files=files.base, digest=plan_digest(files))
+
+
+def test_a_scheduled_run_whose_guard_trips_fails_at_once_and_records_the_refusal(tmp_path: Path) -> None:
+    files, planned = _saved_plan(tmp_path)
+
+    with pytest.raises(RefusedError, match="A scheduled run does not wait for a person"):
+        PlanApproval(task_id="approve", planned=planned).execute(_context("scheduled"))
+
+    record = load_run_record(files)
+    assert record.mode.approval == "refused" and record.outcome.startswith("refused: environment 'qa'")
+
+
+def test_apply_refuses_a_plan_that_is_not_the_one_approved(tmp_path: Path) -> None:
+    files, planned = _saved_plan(tmp_path)
+    approved = Approved("qa", files.base, planned.digest, "approved", "alice")
+    files.write_text("plan/counts.json", files.read_text("plan/counts.json").replace("120", "121"))
+
+    with pytest.raises(RefusedError, match="not the one 'approved' was given for"):
+        apply_step(SETTINGS, approved, RunContext.from_context(_context("manual")), try_number=1)
