@@ -30,7 +30,7 @@ from cryptography.fernet import Fernet
 
 from devtools.compose_seed import mysql_restorer
 from devtools.demo import seed
-from devtools.e2e.processes import Supervisor, run
+from devtools.e2e.processes import Process, Supervisor, run
 from devtools.local_airflow import airflow_environment, aws_connection, connection_variable
 from identity_sync import schedule
 from identity_sync.ratelimit import QUOTAS
@@ -168,11 +168,14 @@ def _start_cognito(supervisor: Supervisor, env: dict[str, str]) -> tuple[str, st
 
 
 def _seed_world(root: Path, moto_url: str, strict_url: str) -> tuple[dict[str, Any], dict[str, str], dict[str, int]]:
-    """The demo's pools and tables (MariaDB e2e_<env>); AWS connections go through the strict layer."""
+    """The demo's pools and tables (MariaDB e2e_<env>); AWS connections go through the strict layer,
+    DB connections stage rows with LOAD DATA LOCAL INFILE as in production."""
     seeded = seed(moto_url, mysql_restorer(**MARIADB, database_prefix=DATABASE_PREFIX), prod_users=PROD_USERS)
     connections = dict(seeded["connections"])
     for environment in seeded["environments"].values():
         connections[connection_variable(environment["aws_conn_id"])] = aws_connection(strict_url)
+        database = connection_variable(environment["db_conn_id"])
+        connections[database] = json.dumps({**json.loads(connections[database]), "extra": {"local_infile": True}})
     config = {"snapshot_base": f"file://{root / 'runs'}", "environments": seeded["environments"]}
     (root / "environments.yaml").write_text(yaml.safe_dump(config))
     return seeded["environments"], connections, seeded["expected"]
@@ -182,14 +185,10 @@ def _airflow(*args: str) -> list[str]:
     return [PYTHON, "-m", "airflow", *args]
 
 
-def _start_airflow(supervisor: Supervisor, env: dict[str, str], api_port: int, queue: str) -> None:
-    log = supervisor.root / "logs" / "setup.log"
-    run(_airflow("db", "migrate"), env, log=log)
-    run(
-        _airflow("pools", "set", schedule.LIST_USERS_POOL, "1", "ListUsers quota: one extraction at a time"),
-        env,
-        log=log,
-    )
+def _start_airflow(supervisor: Supervisor, env: dict[str, str], api_port: int, queue: str) -> Process:
+    """Every component, and the pool set in the background (returned: wait for it with ``finish``)."""
+    pool = _airflow("pools", "set", schedule.LIST_USERS_POOL, "1", "ListUsers quota: one extraction at a time")
+    pool_set = supervisor.start("pools-set", pool, env, one_shot=True)
     supervisor.start("api-server", _airflow("api-server", "--port", str(api_port), "--workers", "2"), env)
     supervisor.start("scheduler", _airflow("scheduler"), env)
     supervisor.start("dag-processor", _airflow("dag-processor"), env)
@@ -201,6 +200,7 @@ def _start_airflow(supervisor: Supervisor, env: dict[str, str], api_port: int, q
         if number:  # both run on this host: only one may serve logs on the port
             argv.append("--skip-serve-logs")
         supervisor.start(hostname, argv, worker_env)
+    return pool_set
 
 
 def _healthy(api_url: str) -> bool | None:
@@ -232,19 +232,22 @@ def start_deployment(root: Path) -> Deployment:
     deployment.started_services = started
     try:
         started_at = time.monotonic()
+        metadata_url = "postgresql+psycopg2://{user}@{host}:{port}/".format(**POSTGRES) + postgres_database
+        env.update(deployment_settings(metadata_url=metadata_url, broker_url=REDIS_URL, api_url=api_url, secret=secret))
+        env.update(_run_settings(root, deployment.queue))
+        migrate = supervisor.start("db-migrate", _airflow("db", "migrate"), env, one_shot=True)  # while seeding
         deployment.moto_url, deployment.strict_url = _start_cognito(supervisor, env)
         deployment.environments, connections, deployment.expected_dev = _seed_world(
             root, deployment.moto_url, deployment.strict_url
         )
         print(f"[e2e] Cognito and MariaDB seeded in {time.monotonic() - started_at:.0f}s", flush=True)
-        metadata_url = "postgresql+psycopg2://{user}@{host}:{port}/".format(**POSTGRES) + postgres_database
-        env.update(deployment_settings(metadata_url=metadata_url, broker_url=REDIS_URL, api_url=api_url, secret=secret))
         env.update(connections)
-        env.update(_run_settings(root, deployment.queue))
-        _start_airflow(supervisor, env, api_port, deployment.queue)
+        supervisor.finish(migrate, START_TIMEOUT)
+        pool_set = _start_airflow(supervisor, env, api_port, deployment.queue)
         supervisor.wait_for("api-server and components healthy", lambda: _healthy(api_url), START_TIMEOUT, 2)
         for hostname in WORKER_HOSTNAMES:
             supervisor.wait_for(f"celery worker {hostname}", lambda h=hostname: _worker_ready(supervisor, h), 120, 2)
+        supervisor.finish(pool_set, START_TIMEOUT)
         print(f"[e2e] Airflow up in {time.monotonic() - started_at:.0f}s: {api_url}", flush=True)
     except BaseException:
         deployment.stop()

@@ -29,6 +29,7 @@ class Process:
     popen: subprocess.Popen[bytes]
     log: Path
     pid_file: Path
+    one_shot: bool = False  # a command that ends (db migrate): exiting 0 is success, not a crash
 
 
 @dataclass
@@ -38,7 +39,9 @@ class Supervisor:
     root: Path
     processes: list[Process] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], *, keep_stdin: bool = False) -> Process:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str], *, keep_stdin: bool = False, one_shot: bool = False
+    ) -> Process:
         logs, pids = self.root / "logs", self.root / "pids"
         logs.mkdir(parents=True, exist_ok=True)
         pids.mkdir(parents=True, exist_ok=True)
@@ -55,7 +58,7 @@ class Supervisor:
             )
         pid_file = pids / f"{name}.pid"
         pid_file.write_text(str(popen.pid))
-        process = Process(name, popen, log, pid_file)
+        process = Process(name, popen, log, pid_file, one_shot)
         self.processes.append(process)
         return process
 
@@ -63,8 +66,12 @@ class Supervisor:
         """Fail at once, naming the log, when a process has exited."""
         for process in self.processes:
             code = process.popen.poll()
-            if code is not None:
+            if code is not None and not (process.one_shot and code == 0):
                 raise RuntimeError(f"{process.name} exited with code {code}; its log: {process.log}")
+
+    def finish(self, process: Process, timeout: float) -> None:
+        """Wait for a one-shot command started with ``start(one_shot=True)``; fail naming its log."""
+        self.wait_for(process.name, lambda: process.popen.poll() == 0 or None, timeout, interval=0.5)
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
         """Poll ``probe`` until it returns something other than None (exceptions count as not yet)."""
