@@ -1,29 +1,19 @@
-"""Per-row conflicts the apply finds itself, so that one odd row never blocks an environment.
+"""Unique-key collisions as the server's own collation sees them, turned into per-row conflicts.
 
-Two kinds: a value its column cannot hold (too long, or characters outside the column's
-character set), checked before staging; and a unique-key collision as the server's own
-collation sees it (``ß`` against ``ss``, emoji, legacy ``utf8mb3``), which the server
-reports as pairs of ids and :func:`resolve_collisions` turns into demotions. Pure: ids
-in, ids out; a value is never quoted in a reason.
+``ß`` against ``ss``, emoji, legacy ``utf8mb3``: the server reports pairs of ids (never
+values) and :func:`resolve_collisions` decides which staged writes cannot go ahead, so
+that one odd row never blocks an environment. Pure: ids in, ids out. (Values a column
+cannot hold are found before staging, by ``identity.limit_refusals``.)
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from identity_sync.identity import ColumnLimit
-
-WHOLE_UNICODE = {"utf8mb4", "utf16", "utf16le", "utf32"}
-BASIC_PLANE_ONLY = {"utf8mb3", "utf8", "ucs2"}  # no character above U+FFFF (emoji)
-CODECS = {"latin1": "cp1252", "ascii": "ascii"}  # MySQL's latin1 is Windows-1252
-
 REASONS = {
-    "too_long": "new {column} is longer than the column holds ({detail} characters); checked before writing",
-    "charset": "new {column} has characters the column's character set ({detail}) cannot store",
     "held": "new {column} equals another row's {column} under the column's collation (its unique key); "
     "found by the server",
     "twice": "new {column} equals another planned {column} under the column's collation (its unique key); "
@@ -31,48 +21,8 @@ REASONS = {
 }
 
 
-def reason(kind: str, column: str, detail: object = "") -> str:
-    return REASONS[kind].format(column=column, detail=detail)
-
-
-def _in_charset(values: pd.Series, charset: str) -> pd.Series:
-    """Whether each value can be stored in ``charset``; unknown character sets accept ASCII only."""
-    ok = pd.Series(True, index=values.index)
-    wide = values.notna() & ~values.str.isascii().fillna(True)
-    if not wide.any() or charset in WHOLE_UNICODE:
-        return ok
-    if charset in BASIC_PLANE_ONLY:
-        ok[wide] = values[wide].map(lambda v: all(ord(c) <= 0xFFFF for c in v)).astype(bool)
-        return ok
-    codec = CODECS.get(charset, charset)
-    try:
-        codecs.lookup(codec)
-    except LookupError:
-        ok[wide] = False
-        return ok
-    ok[wide] = values[wide].map(lambda v: _encodes(v, codec)).astype(bool)
-    return ok
-
-
-def _encodes(value: str, codec: str) -> bool:
-    try:
-        value.encode(codec)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def unfit_reasons(values: pd.Series, column: str, limit: ColumnLimit | None) -> pd.Series:
-    """Per value, why the column cannot hold it (missing when it can); NULL always fits."""
-    out = pd.Series(pd.NA, index=values.index, dtype="string")
-    if limit is None:
-        return out
-    text = values.astype("string")
-    too_long = (text.str.len() > limit.max_chars).fillna(False).astype(bool)
-    out[too_long] = reason("too_long", column, limit.max_chars)
-    foreign = ~_in_charset(text, limit.charset.lower()) & ~too_long
-    out[foreign] = reason("charset", column, limit.charset)
-    return out
+def reason(kind: str, column: str) -> str:
+    return REASONS[kind].format(column=column)
 
 
 @dataclass

@@ -19,11 +19,11 @@ from typing import Any
 
 import pandas as pd
 
-from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions, unfit_reasons
+from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions
 from identity_sync.config import Environment
 from identity_sync.guards import RefusedError
-from identity_sync.identity import ColumnLimit, new_internal_id
-from identity_sync.reconcile import INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, TABLE_COLUMNS, Plan
+from identity_sync.identity import ColumnLimit, limit_refusals, new_internal_id
+from identity_sync.reconcile import INSERT_COLUMNS, LIMITED_COLUMNS, SYNC_ISSUE_COLUMNS, TABLE_COLUMNS, Plan
 from identity_sync.sql import STAGED_KEY_TABLES, Dialect, dialect_for, statement, statements
 from identity_sync.staging import Stager
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 KEY_COLUMNS = list(STAGED_KEY_TABLES)  # CognitoID, Email: the unique keys an update writes
 STAGED_KEY_COLUMNS = ["UserID", "ExpectedInternalUserID", "OldValue", "NewValue"]
-LIMITED_COLUMNS = ["CognitoID", "Email", "FirstName", "LastName"]
 TABLE_FIRST_SHARE = 0.3  # above this share of the table changing, Users drives the UPDATE's join
 IDS_PER_STATEMENT = 1000  # ids per ``IN (...)`` list
 DRIFT_IDS_SHOWN = 20
@@ -157,11 +156,13 @@ class StagedWork:
     def demote_unfit(self, limits: dict[str, ColumnLimit]) -> None:
         """Values their column cannot hold become conflicts here, before anything is staged."""
         for column, frame in self.keys.items():
-            why = unfit_reasons(frame["NewValue"], column, limits.get(column))
-            self.demote_rows(column, dict(zip(frame.loc[why.notna(), "UserID"], why.dropna(), strict=True)))
+            if column in limits:
+                why = limit_refusals(frame["NewValue"], column, limits[column])
+                self.demote_rows(column, dict(zip(frame.loc[why.notna(), "UserID"], why.dropna(), strict=True)))
         why = pd.Series(pd.NA, index=self.inserts.index, dtype="string")
         for column in LIMITED_COLUMNS:
-            why = why.fillna(unfit_reasons(self.inserts[column], column, limits.get(column)))
+            if column in limits:
+                why = why.fillna(limit_refusals(self.inserts[column], column, limits[column]))
         self.demote_inserts(dict(zip(self.inserts.loc[why.notna(), "InternalUserID"], why.dropna(), strict=True)))
 
     def result(self, inserted: int) -> ApplyResult:
