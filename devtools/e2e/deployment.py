@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import MySQLdb
-import psycopg2
 import yaml
 from cryptography.fernet import Fernet
 
@@ -120,6 +119,8 @@ def _mariadb() -> Any:
 
 
 def _postgres(database: str = "postgres") -> Any:
+    import psycopg2  # requirements-deploy.txt: `make test` collects tests/e2e without it
+
     connection = psycopg2.connect(dbname=database, **POSTGRES)
     connection.autocommit = True
     return connection
