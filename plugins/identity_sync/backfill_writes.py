@@ -202,7 +202,8 @@ class ChunkWriter:
             "ListUsers", self.lookups, UserPoolId=self.env.user_pool_id, Filter=f'email = "{row.Email}"', Limit=60
         )
         carried = [user_attributes(user).get(self.env.attribute) for user in page.get("Users", [])]
-        return row.InternalUserID in normalise_internal_ids(pd.Series(carried, dtype="string")).tolist()
+        ours = normalise_internal_ids(pd.Series(carried, dtype="string")).eq(row.InternalUserID)
+        return bool(ours.fillna(False).any())
 
 
 def write_chunk(env: Environment, hook: CognitoHook, chunk: Chunk, limiter: RateLimiter) -> ChunkOutcome:

@@ -12,7 +12,11 @@ step that enforces it.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +31,7 @@ from devtools.emulator import aws_client
 from devtools.local_airflow import aws_connection, connection_variable, mysql_connection, sqlite_connection
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from devtools.strict_cognito import StrictCognitoProxy
+from identity_sync import backfill_writes
 from identity_sync.backfill import BACKFILL_REASON as REASON
 from identity_sync.backfill_records import ChunkOutcome
 from identity_sync.backfill_steps import (
@@ -39,14 +44,18 @@ from identity_sync.backfill_steps import (
     verify_step,
     write_chunk_step,
 )
+from identity_sync.backfill_writes import ChunkProgress
 from identity_sync.cognito import CognitoHook, user_attributes
 from identity_sync.config import SNAPSHOT_BASE_ENV_VAR, Settings, load_settings, parse_settings
+from identity_sync.extract import extract_pool
 from identity_sync.guards import RefusedError
 from identity_sync.migrations import MIGRATIONS, pending_migrations
 from identity_sync.ratelimit import QUOTAS
+from identity_sync.reconcile import plan_changes
 from identity_sync.report import RunFiles, read_csv_gz
 from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
 from identity_sync.sql import MYSQL, SQLITE, Dialect, migration_statements, schema_statement, statement
+from identity_sync.table import UsersTable
 from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
 
 WRITE = "AdminUpdateUserAttributes"
@@ -742,3 +751,173 @@ def test_assign_missing_ids_dying_half_way_keeps_committed_batches_and_resumes(
     final = id_column(any_table)
     assert [f for f, p in zip(final, partial, strict=True) if p is not None] == [p for p in partial if p is not None]
     assert all(v is not None for v in final)
+
+
+# -- the backfill attacked (issue 7): concurrent writers, collisions, kills, 5xx storms, app clients ----
+
+
+def chunk_frame_of(chunk: Any) -> pd.DataFrame:
+    return RunFiles(chunk.files).read_parquet(chunk.name)
+
+
+@pytest.mark.mariadb
+def test_rows_changed_by_a_concurrent_sync_or_app_after_the_plan_are_skipped_and_reported(
+    client, proxy, make_table, configure
+) -> None:
+    """Between plan and write: a sync links a row by e-mail (still the same person: written), an app relinks
+    a row to another user and someone fixes a row's id (both skipped, reported); the rest is written."""
+    pool_id = new_pool(client, "mutable")
+    people = [person(n) for n in range(5)]
+    subs = create_users(client, pool_id, people)
+    table = make_table()
+    table.add([(iid(0), subs[0], people[0].email), (iid(1), "stale-1", people[1].email)])  # row 2: by e-mail
+    table.add([(iid(n), subs[n], people[n].email) for n in range(2, 5)])
+    settings = configure(dev=(pool_id, table, False))
+    summary = prepare(settings, "dev")
+    assert summary["counts"]["write"] == 5
+
+    # The sync's own write path (plan_changes + UsersTable.apply, under the environment's lock): its e-mail
+    # fallback links row 2 to its user's sub.
+    env = settings.environment("dev")
+    with UsersTable.open(env) as users:
+        sync_plan = plan_changes(extract_pool(env), users.read())
+        assert sync_plan.counts["email_fallback"] == 1
+        users.apply(sync_plan)
+    table.execute(f"UPDATE {table.dialect.identifier(table.name)} SET CognitoID = 'someone-else' WHERE UserID = 3")
+    table.execute(f"UPDATE {table.dialect.identifier(table.name)} SET InternalUserID = %s WHERE UserID = 4", (iid(40),))
+
+    (outcome,) = write_all(settings, summary)
+    assert (outcome.done, outcome.row_changed) == (3, 2)
+    after = carried(client, pool_id)
+    assert after == {subs[0]: iid(0), subs[1]: iid(1), subs[2]: None, subs[3]: None, subs[4]: iid(4)}
+    chunk = summary["chunks"][0]
+    issues = read_csv_gz(RunFiles(chunk.files), f"{chunk.name}.issues.csv.gz")
+    assert outcome.issues == f"{chunk.files}/{chunk.name}.issues.csv.gz"
+    assert sorted(issues["UserID"].astype(int)) == [3, 4] and set(issues["category"]) == {"row_changed"}
+    assert all("changed after the plan" in reason for reason in issues["reason"])
+
+    again = prepare(settings, "dev", run="run-2")  # the next run re-plans from what the table holds now
+    write_all(settings, again)
+    assert again["counts"]["write"] == 2  # row 3 by its (verified) e-mail now, row 4 with its new id
+    assert carried(client, pool_id) == {subs[0]: iid(0), subs[1]: iid(1), subs[2]: iid(2), subs[3]: iid(40)} | {
+        subs[4]: iid(4)
+    }
+
+
+@pytest.mark.mariadb
+def test_a_creation_that_meets_a_user_created_meanwhile_is_reported_and_the_rest_go_on(
+    client, proxy, make_table, configure
+) -> None:
+    pool_id = new_pool(client, "mutable")
+    table = make_table()
+    table.add([(iid(n), None, f"new{n}@example.com") for n in range(5)])
+    settings = configure(dev=(pool_id, table, False))
+    summary = prepare(settings, "dev", create_missing=True)
+    assert summary["counts"]["create"] == 5
+
+    # Meanwhile: a stranger signs up with row 2's address; row 3's user was created by an earlier try (our id).
+    create_users(client, pool_id, [PoolUser("new1@example.com", None, "Sign", "Up", verified=False)])
+    create_users(client, pool_id, [PoolUser("new2@example.com", iid(2), "First", "Last")])
+    (outcome,) = write_all(settings, summary)
+    assert (outcome.done, outcome.already_done, outcome.collided) == (3, 1, 1)
+    users = {str(a["email"]).lower(): a.get(ATTRIBUTE) for a in pool_users(client, pool_id).values()}
+    assert users == {f"new{n}@example.com": (None if n == 1 else iid(n)) for n in range(5)}  # the stranger kept
+    chunk = summary["chunks"][0]
+    issues = read_csv_gz(RunFiles(chunk.files), f"{chunk.name}.issues.csv.gz")
+    assert list(issues["UserID"]) == ["2"] and list(issues["category"]) == ["collided"]
+
+    creates = proxy.calls[CREATE]
+    again = prepare(settings, "dev", run="run-2", create_missing=True)  # converges: nothing left to create
+    assert again["chunks"] == [] and proxy.calls[CREATE] == creates
+    assert issues_by(settings, "dev", "UserID", run="run-2")[2] == ("missing_user", REASON["email_taken"])
+
+
+def _write_in_a_child(settings: Settings, chunk: Any, rate: float) -> None:
+    write_chunk_step(settings, chunk, rate=rate, slots=1)
+
+
+@pytest.mark.mariadb
+def test_a_chunk_killed_mid_way_resumes_from_its_checkpoint(client, proxy, make_table, configure, monkeypatch) -> None:
+    """SIGKILL (no cleanup at all) in the middle of a chunk: its retry repeats fewer than CHECKPOINT_EVERY writes."""
+    monkeypatch.setattr(backfill_writes, "CHECKPOINT_EVERY", 4)
+    pool_id = new_pool(client, "mutable")
+    people = [person(n) for n in range(20)]
+    subs = create_users(client, pool_id, people)
+    table = make_table()
+    table.add([(iid(n), sub, p.email) for n, (p, sub) in enumerate(zip(people, subs, strict=True))])
+    settings = configure(dev=(pool_id, table, False))
+    (chunk,) = prepare(settings, "dev")["chunks"]
+
+    child = multiprocessing.get_context("fork").Process(target=_write_in_a_child, args=(settings, chunk, 5.0))
+    child.start()
+    deadline = time.monotonic() + 60
+    while proxy.calls[WRITE] < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    killed_at = proxy.calls[WRITE]
+    assert 10 <= killed_at < 20
+    saved = ChunkProgress.load(RunFiles(chunk.files), f"{chunk.name}.progress.json").next_row
+    assert killed_at - 4 < saved <= killed_at
+
+    retried = write_chunk_step(settings, chunk, rate=RATE, slots=1)  # Airflow's retry of the task
+    assert retried.resumed_at == saved and retried.done == 20
+    assert proxy.calls[WRITE] == killed_at + 20 - saved  # at most 3 writes repeated, none skipped
+    assert carried(client, pool_id) == {sub: iid(n) for n, sub in enumerate(subs)}
+
+
+@pytest.mark.mariadb
+def test_a_5xx_storm_mid_write_loses_nothing_and_a_lost_answer_to_a_creation_is_recognised(
+    client, proxy, make_table, configure
+) -> None:
+    pool_id = new_pool(client, "mutable")
+    people = [person(n) for n in range(6)]
+    subs = create_users(client, pool_id, people)
+    table = make_table()
+    table.add([(iid(n), sub, p.email) for n, (p, sub) in enumerate(zip(people, subs, strict=True))])
+    table.add([(iid(10 + n), None, f"create{n}@example.com") for n in range(4)])
+    settings = configure(dev=(pool_id, table, False))
+    summary = prepare(settings, "dev", create_missing=True)
+    for operation in (WRITE, CREATE):
+        proxy.inject(operation, "server_error", times=2)
+        proxy.inject(operation, "hang_up", times=1)
+        proxy.inject(operation, "lose_answer", times=1)  # it took effect; botocore retries it
+
+    outcomes = {o.kind: o for o in write_all(settings, summary)}
+    assert outcomes["write"].done == 6
+    created = outcomes["create"]
+    assert (created.done, created.already_done, created.collided) == (3, 1, 0)  # the retry found its own user
+    assert proxy.faulted[WRITE] == proxy.faulted[CREATE] == 4
+    assert by_email(client, pool_id) == ids_of(table)
+
+
+@pytest.mark.mariadb
+def test_an_app_client_that_may_write_the_attribute_is_refused_before_any_write(
+    client, proxy, make_table, configure
+) -> None:
+    pool_id = new_pool(client, "mutable")
+    subs = create_users(client, pool_id, [person(0)])
+    client.create_user_pool_client(UserPoolId=pool_id, ClientName="rogue", WriteAttributes=["email", ATTRIBUTE])
+    table = make_table()
+    table.add([(None, subs[0], person(0).email)])
+    settings = configure(dev=(pool_id, table, False))
+    before = table.full()
+    with pytest.raises(RefusedError, match=r"app client\(s\) \w+ \(rogue\) can write custom:internal_user_id"):
+        prepare(settings, "dev")
+    assert table.full().equals(before) and writes_made(proxy) == NO_WRITES
+
+
+@pytest.mark.mariadb
+def test_the_attribute_step_checks_the_app_clients_after_adding_the_attribute(
+    client, proxy, make_table, configure
+) -> None:
+    """A client given the attribute before it existed (moto accepts it) can write it the moment it is added."""
+    pool_id = new_pool(client, None)
+    subs = create_users(client, pool_id, [person(0)])
+    client.create_user_pool_client(UserPoolId=pool_id, ClientName="early", WriteAttributes=[ATTRIBUTE])
+    table = make_table()
+    table.add([(None, subs[0], person(0).email)])
+    settings = configure(dev=(pool_id, table, False))
+    with pytest.raises(RefusedError, match=r"\(early\) can write .*no Cognito user was written"):
+        prepare(settings, "dev")
+    assert proxy.calls["AddCustomAttributes"] == 1 and proxy.calls[WRITE] == 0
