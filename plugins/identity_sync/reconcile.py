@@ -357,13 +357,17 @@ def _demote_collisions(
     only removes entries. A first pass: the apply checks again with the server's collation.
     """
     keys = {"CognitoID": lambda s: s.astype("string"), "Email": email_keys}
-    held = {column: norm(table[column]).reset_index(drop=True) for column, norm in keys.items()}
+    held: dict[str, pd.Series] = {}  # each column's keys as the table holds them, computed once if needed
     position = pd.Index(table["UserID"])
     found = True
     while found:
         found = False
         for column, norm in keys.items():
             mine = (changes["column"] == column).to_numpy()
+            if not mine.any() and not len(inserts):
+                continue  # nothing sets this column: nothing can collide (a nightly run with no change)
+            if column not in held:
+                held[column] = norm(table[column]).reset_index(drop=True)
             rows = position.get_indexer(changes.loc[mine, "UserID"])
             final = held[column].copy()
             final.iloc[rows] = norm(changes.loc[mine, "new"]).values
