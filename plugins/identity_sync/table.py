@@ -453,7 +453,11 @@ class UsersTable:
         for column in KEY_COLUMNS:
             held = pd.DataFrame(self._rows(cursor, "held_by_other_rows", column), columns=["wants", "holds"])
             inserts_held = pd.DataFrame(self._rows(cursor, "inserts_held_by_rows", column), columns=["new", "holds"])
-            twice = self._rows(cursor, "planned_twice", column)
+            twice = (
+                self._rows(cursor, "planned_twice", column)
+                if self._rows(cursor, "count_planned_twice", column)[0][0]
+                else []
+            )
             found[column] = Collisions(
                 held=held,
                 inserts_held=inserts_held,
