@@ -45,9 +45,9 @@ environments are synced. Then trigger by hand with `after_restore` on (or approv
 `run.json` and `summary.md` (who or what triggered the run: user, schedule, or the asset
 event with its `extra` and source; the effective params, defaults included; the mode:
 dry run, after restore, approved by whom; counts; rows written; the reports), the
-`plan.csv.gz`, `issues.csv.gz` and `changes.try-<n>.csv.gz`. In the UI: `report`'s log
-and its XCom (every environment's outcome, the run folder), and the *Plan report* and
-*Run record* links of each `approve` task.
+`plan.csv.gz`, `issues.csv.gz` and `changes.try-<n>.csv.gz`. In the UI: `report`'s log,
+its XCom (every environment's outcome, the run folder) and its *Run folder* link, and
+the *Plan report* and *Run record* links of each `approve` task.
 
 **Alerts** (a failed task, an approval waiting): Airflow config `[cognito_sync]`
 `alert_sns_topic_arn` (+ `alert_aws_conn_id`) and/or `alert_smtp_to` (+
@@ -66,6 +66,7 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, g
 from identity_sync import schedule, sync
 from identity_sync.approval import DEFAULT_TIMEOUT_HOURS
 from identity_sync.config import load_settings
+from identity_sync.links import RunReport
 from identity_sync.notify import FAILED, WAITING, SyncAlert
 from identity_sync.params import environments_param, flag_param, number_param, selected_names, text_param
 from identity_sync.runfiles import RunFiles
@@ -78,6 +79,10 @@ SYNCED = Asset(schedule.SYNCED_ASSET_NAME)
 
 def _run() -> RunContext:
     return RunContext.from_context(get_current_context())
+
+
+def _report(names: list[str]) -> RunSummary:
+    return sync.report_step(load_settings(), names, _run(), pendulum.now("UTC"))
 
 
 @dag(
@@ -149,14 +154,11 @@ def cognito_user_sync() -> None:
         outlet_events[SYNCED].extra = applied.event_extra()
         return applied
 
-    @task
-    def report(names: list[str]) -> RunSummary:
-        return sync.report_step(load_settings(), names, _run(), pendulum.now("UTC"))
-
     names = environments()
     planned = plan.expand(snapshot=extract.expand(environment=names))
     applied = apply.expand(approved=approve.expand(planned=planned).output)
-    applied >> report(names).as_teardown()
+    report = RunReport(task_id="report", python_callable=_report, op_kwargs={"names": names})
+    applied >> report.as_teardown()
 
 
 cognito_user_sync()

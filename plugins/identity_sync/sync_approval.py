@@ -21,12 +21,12 @@ from dataclasses import replace
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import BaseOperatorLink
 
 from identity_sync.approval import ASK, PROCEED, REFUSE, STOP, ApprovalRequest, WriteApproval, approval_outcome
 from identity_sync.audit import load_run_record, record_outcome, summary_markdown
 from identity_sync.guards import RefusedError
-from identity_sync.runfiles import RunFiles, report_links_markdown, report_url
+from identity_sync.links import PlanReportLink, RunRecordLink
+from identity_sync.runfiles import RunFiles, report_links_markdown
 from identity_sync.sync import plan_digest
 from identity_sync.sync_records import Approved, Planned, RunContext
 
@@ -83,31 +83,6 @@ def approval_request(planned: Planned, run: RunContext, summary: str = "") -> Ap
         )
     subject = f"cognito_user_sync: apply the plan for {env}? ({change_share(planned.metrics)} change CognitoID)"
     return ApprovalRequest(ASK, subject, approval_body(planned, run, summary), timeout_hours=timeout)
-
-
-def _planned_of(operator: Any) -> Planned | None:
-    planned = getattr(operator, "planned", None)
-    return planned if isinstance(planned, Planned) else None
-
-
-class PlanReportLink(BaseOperatorLink):
-    """The environment's full plan report (``plan.csv.gz``), next to the approval in the UI."""
-
-    name = "Plan report"
-
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        planned = _planned_of(operator)
-        return report_url(planned.reports["plan"]) if planned else ""
-
-
-class RunRecordLink(BaseOperatorLink):
-    """The environment's run record (``summary.md``: trigger, mode, counts, outcome, reports)."""
-
-    name = "Run record"
-
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        planned = _planned_of(operator)
-        return report_url(planned.reports["summary"]) if planned else ""
 
 
 class PlanApproval(WriteApproval):

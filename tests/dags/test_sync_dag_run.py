@@ -126,6 +126,24 @@ def _xcom_keys(run_id: str) -> list[tuple[str, int, str]]:
         return sorted(tuple(row) for row in rows)
 
 
+def _xcom_value(run_id: str, task_id: str, key: str, map_index: int = -1):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        (value,) = session.scalars(
+            select(XComModel.value).where(
+                XComModel.dag_id == DAG_ID,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+                XComModel.map_index == map_index,
+            )
+        ).all()
+    return value  # the column is JSON: the link is stored as the string itself
+
+
 def test_restore_relinks_every_case_and_a_second_run_changes_nothing(restored_dev, mariadb_table) -> None:
     dag, scenario, dev_subs, runs = restored_dev
     run = _run(dag, after_restore=True, reason="restore test")
@@ -209,7 +227,16 @@ def test_a_run_records_who_what_and_how_and_emits_the_synced_event(restored_dev)
         ("plan", 0, "return_value"),
         ("report", -1, "return_value"),
     ]
-    assert {k[2] for k in keys} == {"return_value", "_link_PlanReportLink", "_link_RunRecordLink"}
+    files = _files(runs, run.run_id)  # the links the UI shows: reachable from the tasks
+    assert _xcom_value(run.run_id, "approve", "_link_PlanReportLink", 0) == f"{files.base}/plan.csv.gz"
+    assert _xcom_value(run.run_id, "approve", "_link_RunRecordLink", 0) == f"{files.base}/summary.md"
+    assert _xcom_value(run.run_id, "report", "_link_RunFolderLink") == f"{files.run_folder}/"
+    assert {k[2] for k in keys} == {
+        "return_value",
+        "_link_PlanReportLink",
+        "_link_RunRecordLink",
+        "_link_RunFolderLink",
+    }
 
 
 def test_a_mass_change_waits_for_a_person_and_reject_writes_nothing(restored_dev, mariadb_table, approver) -> None:

@@ -6,7 +6,10 @@ subscriber receives.
 
 from __future__ import annotations
 
+import email
 import json
+import socketserver
+import threading
 import uuid
 from types import SimpleNamespace
 
@@ -109,3 +112,48 @@ def test_the_subject_fits_sns_limits() -> None:
     context["ti"].rendered_map_index = "é" * 300
     subject = alert_for(FAILED, context).subject
     assert len(subject) <= SNS_SUBJECT_LIMIT and subject.isascii() and "\n" not in subject
+
+
+class _SmtpSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP (RFC 5321, no TLS, no auth) to receive one message and keep it."""
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 sink\r\n")
+        while line := self.rfile.readline():
+            verb = line.decode().strip().upper()
+            if verb.startswith("DATA"):
+                self.wfile.write(b"354 go on\r\n")
+                body = b"".join(iter(lambda: self.rfile.readline(), b".\r\n"))
+                self.server.messages.append(email.message_from_bytes(body))  # type: ignore[attr-defined]
+                self.wfile.write(b"250 kept\r\n")
+            elif verb.startswith("QUIT"):
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_a_failure_reaches_the_smtp_recipients_as_escaped_html(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpSink)
+    server.messages = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": server.server_address[1],
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.org"},
+    }
+    monkeypatch.setenv(connection_variable("alerts_smtp"), json.dumps(conn))
+    monkeypatch.delenv("AIRFLOW__COGNITO_SYNC__ALERT_SNS_TOPIC_ARN", raising=False)
+    monkeypatch.setenv("AIRFLOW__COGNITO_SYNC__ALERT_SMTP_TO", "oncall@example.org, identity@example.org")
+    monkeypatch.setenv("AIRFLOW__COGNITO_SYNC__ALERT_SMTP_CONN_ID", "alerts_smtp")
+    try:
+        SyncAlert(FAILED)(task_context(exception=RefusedError("environment 'qa': <b>refused</b>")))
+    finally:
+        server.shutdown()
+
+    (message,) = server.messages  # type: ignore[attr-defined]
+    assert message["To"] == "oncall@example.org, identity@example.org"
+    assert message["Subject"] == "cognito_user_sync: approve[qa] failed (scheduled__2026-11-21T02:30:00+00:00)"
+    html = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True)
+    assert b"RefusedError: environment &#x27;qa&#x27;: &lt;b&gt;refused&lt;/b&gt;" in html
