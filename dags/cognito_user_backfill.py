@@ -19,7 +19,10 @@ each at `rate / 4`; rows re-read just before they are written; resumable) → `v
 e-mail is not verified, or who is not CONFIRMED or is disabled; writes an immutable
 attribute (refused up front); creates users in a `protected` environment.
 
-**Reject, or no answer within 12 h:** nothing is written, and `report` says so.
+**Params:** `environments` (empty: all), `dry_run` (default **true**), `approved` (skip the
+approval: for automation that has reviewed a dry run), `approval_timeout_hours` (12),
+`apply_migration`, `create_missing_users`, `rate` (writes per second, at most 25).
+**Reject, or no answer in time:** nothing is written, and `report` says so.
 
 Files per environment: `<snapshot_base>/cognito_user_backfill/<run>/<env>/`
 (`backfill_plan.csv`, `backfill_issues.csv`, `backfill_changes.csv`,
@@ -34,10 +37,12 @@ import pendulum
 from airflow.sdk import TriggerRule, dag, get_current_context, task
 
 from identity_sync import backfill_steps, schedule
+from identity_sync.approval import DEFAULT_TIMEOUT_HOURS
 from identity_sync.backfill_approval import BackfillApproval, recorded_outcome
 from identity_sync.backfill_records import Chunk, ChunkOutcome, Coverage, Inspection, Prerequisites
 from identity_sync.backfill_report import report_environment
 from identity_sync.config import load_settings
+from identity_sync.notify import FAILED, WAITING, SyncAlert
 from identity_sync.params import environments_param, flag_param, number_param, selected_names
 from identity_sync.ratelimit import QUOTAS
 from identity_sync.report import RunFiles
@@ -51,7 +56,7 @@ SETTINGS = load_settings()
     start_date=pendulum.parse(schedule.START_DATE_ISO),
     catchup=False,
     max_active_runs=1,
-    default_args=schedule.RETRY_ARGS,
+    default_args={**schedule.TASK_DEFAULTS, "on_failure_callback": SyncAlert(FAILED)},
     doc_md=__doc__,
     tags=["cognito", "identity", "one-off"],
     params={
@@ -66,6 +71,12 @@ SETTINGS = load_settings()
             "Write without waiting for a person's approval in Required Actions (for automation that has reviewed a "
             "dry run).",
             title="Approved beforehand",
+        ),
+        "approval_timeout_hours": number_param(
+            DEFAULT_TIMEOUT_HOURS,
+            "How long a real run waits for a person's Approve/Reject; no answer in time counts as Reject.",
+            title="Approval timeout (hours)",
+            minimum=0,
         ),
         "apply_migration": flag_param(
             False,
@@ -111,6 +122,7 @@ def cognito_user_backfill() -> None:
             dry_run=params["dry_run"],
             apply_migration=params["apply_migration"],
             approved=params["approved"],
+            timeout_hours=params["approval_timeout_hours"],
         )
 
     @task(map_index_template="{{ task.op_kwargs['inspection'].environment }}")
@@ -159,7 +171,7 @@ def cognito_user_backfill() -> None:
 
     names = environments()
     inspected = inspect.expand(environment=names)
-    approval = BackfillApproval(task_id="approval", request_task_id="review")
+    approval = BackfillApproval(task_id="approval", request_task_id="review", notifiers=[SyncAlert(WAITING)])
     review(inspected) >> approval
     prepared = prerequisites.expand(inspection=inspected)
     approval >> prepared

@@ -33,6 +33,7 @@ from identity_sync.migrations import MIGRATIONS, apply_migrations, pending_migra
 from identity_sync.pool_checks import attribute_writers
 from identity_sync.ratelimit import RateLimiter, collector_paused, share_of_rate
 from identity_sync.report import RunFiles, counts_table, write_frame_report
+from identity_sync.runfiles import report_links_markdown
 from identity_sync.table import UsersTable
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,10 @@ def refusals(settings: Settings, inspection: Inspection, apply_migration: bool) 
 def approval_markdown(inspections: Sequence[Inspection], timeout_hours: float) -> str:
     """The dry-run summary a person approves: per environment, what the run will write and what it costs."""
     lines = [
-        "Nothing has been written yet. **Approve** writes what follows; **Reject**, or no answer within "
-        f"{timeout_hours:g} h, ends the run with nothing written.",
+        "**The backfill's plan. Nothing has been written yet.**",
+        "",
+        "**Approve** migrates (if asked), assigns the ids, adds the attribute and writes what follows; "
+        f"**Reject**, or no answer within {timeout_hours:g} h, ends the run with nothing written.",
         "",
         "| environment | attribute writes | billable MAU | users to create | ids to assign | migrations "
         "| attribute to add | conflicts | unlinked | rows without a user |",
@@ -145,12 +148,19 @@ def approval_markdown(inspections: Sequence[Inspection], timeout_hours: float) -
             f"| {c['conflict']:,} | {c['unlinked']:,} | {c['missing_user']:,} |"
         )
     lines += ["", "Each attribute write makes that user a billable monthly active user (MAU) this month.", ""]
-    lines += [f"- {i.environment}: plan `{i.reports['plan']}`, issues `{i.reports['issues']}`" for i in inspections]
+    lines += ["Full plan (every write and creation) and issues, per environment:"]
+    lines += [report_links_markdown({f"{i.environment} {k}": v for k, v in i.reports.items()}) for i in inspections]
     return "\n".join(lines)
 
 
 def review_step(
-    settings: Settings, inspections: Sequence[Inspection], *, dry_run: bool, apply_migration: bool, approved: bool
+    settings: Settings,
+    inspections: Sequence[Inspection],
+    *,
+    dry_run: bool,
+    apply_migration: bool,
+    approved: bool,
+    timeout_hours: float = DEFAULT_TIMEOUT_HOURS,
 ) -> ApprovalRequest:
     """Refuse (for every environment at once, before any write), or say whether to ask a person."""
     reasons = [reason for i in inspections for reason in refusals(settings, i, apply_migration)]
@@ -158,13 +168,16 @@ def review_step(
         log.warning("%s: %s", "a real run would refuse" if dry_run else "refused", reason)
     if reasons and not dry_run:
         raise RefusedError(" ".join(f"{reason}." for reason in reasons) + " Nothing was written.")
-    body = approval_markdown(inspections, DEFAULT_TIMEOUT_HOURS)
-    subject = f"Backfill {', '.join(i.environment for i in inspections)}: approve the writes"
+    body = approval_markdown(inspections, timeout_hours)
+    writes = sum(i.counts["write"] for i in inspections)
+    creates = sum(i.counts["create"] for i in inspections)
+    names = ", ".join(i.environment for i in inspections)
+    subject = f"cognito_user_backfill: write ids in {names}? ({writes:,} writes = billable MAU, {creates:,} creations)"
     if dry_run:
         return ApprovalRequest(STOP, subject, body, "dry run: the plan is written, nothing else")
     if approved:
         return ApprovalRequest(PROCEED, subject, body, "approved beforehand (param approved=true)")
-    return ApprovalRequest(ASK, subject, body)
+    return ApprovalRequest(ASK, subject, body, timeout_hours=timeout_hours)
 
 
 def writer_refusals(env: Environment, hook: CognitoHook) -> list[str]:
