@@ -47,11 +47,15 @@ class Asked:
 
 
 class Approver(threading.Thread):
-    """Answers every approval of ``dag_id`` with ``choice`` as ``user`` (``choice=None``: looks, never answers)."""
+    """Answers every approval of ``dag_id`` with ``choice`` as ``user`` (``choice=None``: looks, never answers).
 
-    def __init__(self, dag_id: str, choice: str | None, user: str = "alice") -> None:
+    With ``sweep_timeouts`` it also runs the scheduler's own sweep of approvals past their
+    response timeout, which ``dag.test()`` (having no scheduler) never runs.
+    """
+
+    def __init__(self, dag_id: str, choice: str | None, user: str = "alice", *, sweep_timeouts: bool = False) -> None:
         super().__init__(daemon=True)
-        self.dag_id, self.choice, self.user = dag_id, choice, user
+        self.dag_id, self.choice, self.user, self.sweep_timeouts = dag_id, choice, user, sweep_timeouts
         self.asked: list[Asked] = []
         self.error: Exception | None = None
         self.since = datetime.now(UTC)  # only runs started from now on (not one a killed test left waiting)
@@ -61,6 +65,8 @@ class Approver(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self._answer_waiting()
+                if self.sweep_timeouts:
+                    self._sweep_timeouts()
             except Exception as exc:  # surfaced by stop(); the run under test then waits until killed
                 self.error = exc
                 return
@@ -104,6 +110,14 @@ class Approver(threading.Thread):
                         session=session,
                         map_index=ti.map_index,
                     )
+
+    def _sweep_timeouts(self) -> None:
+        from airflow.jobs.job import Job
+        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+        if not hasattr(self, "_scheduler"):
+            self._scheduler = SchedulerJobRunner(job=Job())
+        self._scheduler.check_awaiting_input_timeouts()
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -272,6 +272,23 @@ def test_a_mass_change_waits_for_a_person_and_reject_writes_nothing(restored_dev
     assert _synced_events(run.run_id) == []
 
 
+def test_no_answer_within_the_timeout_ends_with_nothing_written(restored_dev, mariadb_table, approver) -> None:
+    dag, _, _, runs = restored_dev
+    before = mariadb_table.rows()
+    nobody = approver(DAG_ID, None, sweep_timeouts=True)  # looks, never answers; the scheduler's sweep runs
+    nobody.start()
+
+    run = _run(dag, approval_timeout_hours=0.0005)  # 1.8 s
+
+    assert len(nobody.asked) == 1 and "no answer within 0.0005 h" in nobody.asked[0].body
+    assert (_states(run)["approve"], _states(run)["apply"]) == ("success", "skipped")
+    pd.testing.assert_frame_equal(mariadb_table.rows(), before)
+    record = _record(runs, run.run_id)
+    assert record.outcome == "no answer before the approval timed out: nothing was written"
+    assert (record.mode.approval, record.mode.approved_by, record.rows_written) == ("timed out", None, 0)
+    assert _changes_records(runs, run.run_id) == []
+
+
 def test_an_approved_mass_change_applies_exactly_the_plan_shown(restored_dev, mariadb_table, approver) -> None:
     dag, _, _, runs = restored_dev
     person = approver(DAG_ID, "Approve", user="bob")
