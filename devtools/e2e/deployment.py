@@ -18,18 +18,19 @@ import sys
 import time
 import uuid
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import MySQLdb
 import yaml
 from cryptography.fernet import Fernet
 
 from devtools.compose_seed import mysql_restorer
 from devtools.demo import seed
+from devtools.e2e import cleanup
 from devtools.e2e.processes import Process, Supervisor, run
+from devtools.e2e.world import MARIADB
 from devtools.local_airflow import airflow_environment, aws_connection, connection_variable
 from identity_sync import schedule
 from identity_sync.ratelimit import QUOTAS
@@ -39,9 +40,8 @@ DAG_IDS = ("cognito_user_sync", "cognito_user_backfill")
 WORKER_HOSTNAMES = ("e2e-worker-1", "e2e-worker-2")
 WORKER_CONCURRENCY = 2  # small, so that four backfill chunks need both workers
 ADMIN_USER = "admin"
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 DATABASE_PREFIX = "e2e_"
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+SEEDED = ("dev", "qa", "prod")  # the environments devtools.demo.seed makes
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_EPHEMERAL = ["--save", "", "--appendonly", "no"]
 START_TIMEOUT = 240.0
@@ -95,7 +95,6 @@ class Deployment:
     queue: str
     supervisor: Supervisor
     postgres_database: str
-    started_services: list[str] = field(default_factory=list)
 
     def database(self, environment: str) -> str:
         return f"{DATABASE_PREFIX}{environment}"
@@ -106,44 +105,22 @@ class Deployment:
     def stop(self) -> None:
         """Stop every process, drop the databases made for the run, stop services this run started."""
         self.supervisor.stop_all()
-        _drop_postgres_database(self.postgres_database)
-        with closing(_mariadb()) as db:
-            for name in self.environments:
-                db.cursor().execute(f"DROP DATABASE IF EXISTS `{self.database(name)}`")  # fixed e2e names
-        for command in self.started_services:
-            subprocess.run(command, shell=True, check=False)
+        cleanup.undo(self.root)
 
 
-def _mariadb() -> Any:
-    return MySQLdb.connect(**MARIADB)
-
-
-def _postgres(database: str = "postgres") -> Any:
-    import psycopg2  # requirements-deploy.txt: `make test` collects tests/e2e without it
-
-    connection = psycopg2.connect(dbname=database, **POSTGRES)
-    connection.autocommit = True
-    return connection
-
-
-def _drop_postgres_database(name: str) -> None:
-    with closing(_postgres()) as db, db.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # e2e_airflow_<hex>, made here
-
-
-def ensure_services(log: Path) -> list[str]:
+def ensure_services(log: Path) -> list[list[str]]:
     """Start PostgreSQL and Redis when they are down; returns the commands that stop what was started."""
     stops = []
     if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], check=False).returncode != 0:
         version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
         run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], log=log)
-        stops.append(f"pg_ctlcluster --skip-systemctl-redirect {version} main stop")
+        stops.append(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"])
     if subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"], capture_output=True).returncode != 0:
         run(
             ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", *REDIS_EPHEMERAL],
             log=log,
         )
-        stops.append("redis-cli -h 127.0.0.1 -p 6379 shutdown nosave")
+        stops.append(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"])
     return stops
 
 
@@ -219,10 +196,11 @@ def start_deployment(root: Path) -> Deployment:
     """Everything up and healthy, or an exception naming the log to read (what started is stopped)."""
     root.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(root)
-    started = ensure_services(root / "logs" / "setup.log")
+    cleanup.record(root, stop_commands=ensure_services(root / "logs" / "setup.log"))
     run_id = uuid.uuid4().hex[:8]
     postgres_database = f"e2e_airflow_{run_id}"
-    with closing(_postgres()) as db, db.cursor() as cursor:
+    cleanup.record(root, postgres_database=postgres_database, mariadb_databases=[DATABASE_PREFIX + e for e in SEEDED])
+    with closing(cleanup.postgres()) as db, db.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{postgres_database}"')  # e2e_airflow_<hex>
     api_port, home = free_port(), root / "airflow"
     api_url = f"http://127.0.0.1:{api_port}"
@@ -230,10 +208,9 @@ def start_deployment(root: Path) -> Deployment:
     secret["api_secret_key"] = secrets.token_urlsafe(32)
     env = {**_base_environment(), **airflow_environment(home)}
     deployment = Deployment(root, home, api_url, "", "", env, {}, {}, f"e2e-{run_id}", supervisor, postgres_database)
-    deployment.started_services = started
     try:
         started_at = time.monotonic()
-        metadata_url = "postgresql+psycopg2://{user}@{host}:{port}/".format(**POSTGRES) + postgres_database
+        metadata_url = "postgresql+psycopg2://{user}@{host}:{port}/".format(**cleanup.POSTGRES) + postgres_database
         env.update(deployment_settings(metadata_url=metadata_url, broker_url=REDIS_URL, api_url=api_url, secret=secret))
         env.update(_run_settings(root, deployment.queue))
         migrate = supervisor.start("db-migrate", _airflow("db", "migrate"), env, one_shot=True)  # while seeding

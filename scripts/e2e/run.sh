@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make e2e`: start the deployment, run tests/e2e against it, stop everything it started.
 # The tests start and stop the processes themselves; this trap is the safety net: whatever
-# process group is still listed in $E2E_DIR/pids when this script exits is terminated.
+# process group is still listed in $E2E_DIR/pids when this script exits is terminated, and
+# what $E2E_DIR/made.json still lists (databases, services started) is undone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export E2E_DIR="${E2E_DIR:-$PWD/.e2e/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -24,6 +25,8 @@ cleanup() {
     fi
     rm -f "$pid_file"
   done
+  # The databases the run made and any service it had to start (normally undone by the tests).
+  .venv/bin/python -m devtools.e2e.cleanup "$E2E_DIR" || echo "[e2e] cleanup failed: see $E2E_DIR/made.json"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
