@@ -22,6 +22,7 @@ from typing import Any
 from devtools.local_airflow import airflow_environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTIAL = RESULTS / "partial.jsonl"  # one line per record, as measured
 SECTIONS = ("extraction", "reconcile", "backfill")
 DEFAULT_SECTIONS = ("extraction", "reconcile")
 
@@ -41,6 +42,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--pool-users", type=int, default=20_000, help="users in the extraction pool")
     parser.add_argument("--list-users-rps", type=float, default=28.0, help="the sliced extraction's rate")
     parser.add_argument("--writes", type=int, default=600, help="attribute writes in the backfill benchmark")
+    parser.add_argument("--render-partial", action="store_true", help="tables from a stopped run's partial.jsonl")
     parser.add_argument("--quick", action="store_true", help="5,000 users, one server, two links, one run each")
     args = parser.parse_args()
     if args.quick:
@@ -57,10 +59,18 @@ def _quiet() -> None:
 
 
 def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Extraction first (short), then reconcile: a run stopped late still has both in ``partial.jsonl``."""
     from bench import cognito, reconcile, results
 
     only = set(args.only or DEFAULT_SECTIONS)
     out: dict[str, Any] = {"meta": results.meta(args), "extraction": [], "backfill": [], "reconcile": []}
+    PARTIAL.write_text(json.dumps({"section": "meta", **out["meta"]}) + "\n")
+    if "extraction" in only:
+        print(f"[bench] extraction: {args.pool_users:,} users, {cognito.LATENCY * 1000:.0f} ms a call, 30 RPS quota")
+        out["extraction"] = cognito.extraction(args.pool_users, rps=args.list_users_rps, slices=16, reps=args.reps)
+        out["extraction"] += cognito.extraction(args.pool_users, rps=30.0, slices=1, reps=1)
+        with PARTIAL.open("a") as partial:
+            partial.writelines(json.dumps({"section": "extraction", **r}) + "\n" for r in out["extraction"])
     if "reconcile" in only:
         matrix = reconcile.Matrix(
             servers=args.servers.split(","),
@@ -71,16 +81,25 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             large_links=args.large_links.split(","),
             floor=not args.no_floor,
             large_reps=args.large_reps,
-            partial=RESULTS / "partial.jsonl",
+            partial=PARTIAL,
         )
         out["reconcile"] = reconcile.run(matrix)
-    if "extraction" in only:
-        print(f"[bench] extraction: {args.pool_users:,} users, {cognito.LATENCY * 1000:.0f} ms a call, 30 RPS quota")
-        out["extraction"] = cognito.extraction(args.pool_users, rps=args.list_users_rps, slices=16, reps=args.reps)
-        out["extraction"] += cognito.extraction(args.pool_users, rps=30.0, slices=1, reps=1)
     if "backfill" in only:
         print(f"[bench] backfill: {args.writes:,} attribute writes, 25 RPS quota")
         out["backfill"] = [cognito.backfill_writes(args.writes, rate=25.0) for _ in range(args.reps)]
+    return out
+
+
+def _from_partial() -> dict[str, Any]:
+    """What a stopped run measured, from ``partial.jsonl`` (``--render-partial``)."""
+    out: dict[str, Any] = {"meta": {}, "extraction": [], "backfill": [], "reconcile": []}
+    for line in PARTIAL.read_text().splitlines():
+        record = json.loads(line)
+        section = record.pop("section", "reconcile")
+        if section == "meta":
+            out["meta"] = record | {"stopped_early": True}
+        else:
+            out[section].append(record)
     return out
 
 
@@ -101,14 +120,17 @@ def main() -> None:
         _quiet()
         from bench import results, tables
 
-        out = _run(args, workdir)
-    out["meta"] |= results.finished(started)
+        if args.render_partial:
+            out = _from_partial()
+            out["meta"] |= results.finished_at(out["meta"], out["reconcile"])
+        else:
+            out = _run(args, workdir)
+            out["meta"] |= results.finished(started)
     out["summary"] = results.summarise(out["reconcile"])
     out["goals"] = results.goals(out)
     text = tables.render(out)
     print()
     print(text)
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(out, indent=1, default=str))
     (RESULTS / "latest.md").write_text(text + "\n")
 

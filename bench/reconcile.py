@@ -60,6 +60,7 @@ class Matrix:
 
     def add(self, record: dict[str, Any]) -> None:
         """Keep a record, and append it to ``partial`` at once: a run stopped half way keeps what it measured."""
+        record["at_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         self.records.append(record)
         if self.partial:
             with self.partial.open("a") as out:

@@ -8,6 +8,7 @@ tables say so next to it.
 from __future__ import annotations
 
 import argparse
+import calendar
 import os
 import platform
 import statistics
@@ -52,6 +53,14 @@ def finished(started: float) -> dict[str, Any]:
         "loadavg_end": list(os.getloadavg()),
         "total_seconds": time.perf_counter() - started,
     }
+
+
+def finished_at(meta: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """For a stopped run: its end is its last record's."""
+    end = records[-1]["at_utc"] if records else meta["started_utc"]
+    stamp = "%Y-%m-%d %H:%M:%S"
+    seconds = calendar.timegm(time.strptime(end, stamp)) - calendar.timegm(time.strptime(meta["started_utc"], stamp))
+    return {"finished_utc": end, "loadavg_end": records[-1]["loadavg"] if records else [], "total_seconds": seconds}
 
 
 def spread(values: Iterable[float]) -> dict[str, float]:
