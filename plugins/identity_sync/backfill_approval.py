@@ -20,7 +20,7 @@ class BackfillApproval(WriteApproval):
     def execute(self, context: Any) -> Any:
         request = self.approval_request(context)
         if request.action == PROCEED:
-            context["ti"].xcom_push(key=OUTCOME_KEY, value=f"approved: {request.note}")
+            context["ti"].xcom_push(key=OUTCOME_KEY, value=request.note)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -200,7 +201,7 @@ def prerequisites_step(settings: Settings, inspection: Inspection, *, apply_migr
     schema_entry = schema_attribute(hook.describe_user_pool(env.user_pool_id), env.attribute)
     with UsersTable.open(env) as table:
         pending = pending_migrations(table)
-        now = Inspection(**{**inspection.__dict__, "pending_migrations": [m.script for m in pending]})
+        now = replace(inspection, pending_migrations=[m.script for m in pending])
         still = refusals(settings, now, apply_migration)
         still += _immutable_refusal(env.name, env.attribute, schema_entry, inspection.counts["write"])
         if still:  # the table or the pool changed while the run waited

@@ -293,6 +293,9 @@ def test_prod_backfill_then_restored_dev_backfill_and_sync_link_everyone(world, 
     assert again.state == "success"
     assert len(person.asked) == 1
     assert world["proxy"].calls[WRITE] == writes  # nothing left to write
+    second = yaml.safe_load(run_files(world, again.run_id, "prod").read_text("backfill_summary.json"))
+    assert second["outcome"] == "approved beforehand (param approved=true)"
+    assert second["written"] == {"write attribute": 0, "create user": 0}
     assert prod.full().equals(rows)
 
     # dev is restored from prod's snapshot; its pool has none of these users yet.
