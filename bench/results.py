@@ -108,10 +108,11 @@ def find(summary: list[dict[str, Any]], **where: Any) -> dict[str, Any] | None:
 
 
 def per_row_bound(summary: list[dict[str, Any]], server: str, users: int, link: str) -> dict[str, float] | None:
-    """Per-row for every user as loopback's per-user time plus the link's nominal round trip, each user.
+    """A model of per-row over ``link`` for every user: loopback's per-user time plus the nominal round trip.
 
-    A lower bound for per-row over ``link`` that owes nothing to the delay proxy's own
-    overhead: the conservative side of the comparison.
+    It owes nothing to the delay proxy's own overhead; but it takes loopback's per-user
+    time from other minutes of the run, so on a machine whose load changes it is a
+    model, not a bound. The goals take the lower of the two ratios.
     """
     loopback = find(summary, server=server, users=users, link="loopback", case="per-row")
     if not loopback:
@@ -166,12 +167,10 @@ def _speed_goals(summary: list[dict[str, Any]], users: int) -> list[dict[str, An
         for server in ("production", "stock"):
             value = ratio(summary, server, users, link)
             measured = _fmt(value, ".1f", "x")
-            if link != "loopback":  # judged on the bound: the proxy's own overhead must not flatter the product
-                value = ratio(summary, server, users, link, bound=True)
-                measured = (
-                    f"{_fmt(value, '.1f', 'x')} against loopback per-row + {LINKS[link]:g} ms a user; {measured} "
-                )
-                measured += "against per-row measured through the delay proxy"
+            if link != "loopback":  # the proxy's own overhead must not flatter the product: judge the lower one
+                model = ratio(summary, server, users, link, bound=True)
+                measured = f"{measured} against per-row through the proxy; {_fmt(model, '.1f', 'x')} against the model"
+                value = min((v for v in (value, model) if v), key=lambda v: v["median"], default=None)
             goals.append(
                 _goal(
                     f">= {least:g}x per-row, {link}, {server} server (per-row scaled from its sample)",

@@ -35,7 +35,7 @@ def _places(summary: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
 def comparison_table(summary: list[dict[str, Any]]) -> str:
     lines = [
         "| server | users | link: added RTT (SELECT 1 median) | post-restore read+plan+apply, s | "
-        "per-row, s: sample | per-row, s: every user | x per-row | per-row bound, s | x bound | "
+        "per-row, s: sample | per-row, s: every user | x per-row | per-row model, s | x model | "
         "nightly read+plan+apply, s | nightly rows / statements / transactions |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
