@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from devtools.emulator import moto_server
-from devtools.local_airflow import PROJECT_ROOT, airflow_environment
+from devtools.local_airflow import PROJECT_ROOT, airflow_environment, mysql_connection
 from devtools.strict_cognito import StrictCognitoProxy
 
 # Before anything imports Airflow: a home of its own for the tests (SQLite metadata, our
@@ -38,9 +38,38 @@ MYSQL_SETTINGS = {
     "database": os.environ.get("TEST_MYSQL_DATABASE", "test"),
 }
 ALL_COLUMNS = ["UserID", "InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
+_running: list[pytest.Item] = []  # the test being set up or run, for the marker check in mysql_connect
+
+
+def _uses_mariadb(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "mariadb_table" in getattr(item, "fixturenames", ()) or "mariadb" in params.values()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared server through the table fixtures carry the ``mariadb`` marker."""
+    for item in items:
+        if _uses_mariadb(item) and item.get_closest_marker("mariadb") is None:
+            item.add_marker(pytest.mark.mariadb)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running[:] = [item]
+
+
+def mysql_airflow_connection(database: str | None = None) -> str:
+    """The Airflow connection URI of the test server, from the same TEST_MYSQL_* settings."""
+    settings = MYSQL_SETTINGS
+    return mysql_connection(
+        settings["host"], settings["port"], database or settings["database"], settings["user"], settings["password"]
+    )
 
 
 def mysql_connect() -> Any:
+    """A connection to the shared server; only a test marked ``mariadb`` may ask for one."""
+    if _running and _running[0].get_closest_marker("mariadb") is None:
+        pytest.fail(f"{_running[0].nodeid} uses the MariaDB server but is not marked @pytest.mark.mariadb")
     try:
         return MySQLdb.connect(charset="utf8mb4", **MYSQL_SETTINGS)
     except MySQLdb.OperationalError as exc:

@@ -22,13 +22,13 @@ import yaml
 from airflow.dag_processing.dagbag import DagBag
 
 from devtools.emulator import aws_client
-from devtools.local_airflow import PROJECT_ROOT, aws_connection, connection_variable, mysql_connection
+from devtools.local_airflow import PROJECT_ROOT, aws_connection, connection_variable
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from identity_sync.cognito import user_attributes
 from identity_sync.identity import normalise_internal_ids
 from identity_sync.report import RunFiles, read_csv_gz
 from identity_sync.sql import MYSQL, schema_statement, statement
-from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
+from tests.conftest import TableUnderTest, mysql_airflow_connection, mysql_connect
 
 pytestmark = [pytest.mark.airflow, pytest.mark.mariadb]
 
@@ -87,7 +87,7 @@ def world(cognito, legacy_tables, tmp_path: Path, monkeypatch):
         conn_id = f"users_db_bf_{env}"
         monkeypatch.setenv(
             connection_variable(conn_id),
-            mysql_connection(MYSQL_SETTINGS["host"], MYSQL_SETTINGS["port"], MYSQL_SETTINGS["database"]),
+            mysql_airflow_connection(),
         )
         environments[env] = {
             "aws_conn_id": "aws_bf",

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from devtools.emulator import aws_client
-from devtools.local_airflow import aws_connection, connection_variable, mysql_connection, sqlite_connection
+from devtools.local_airflow import aws_connection, connection_variable, sqlite_connection
 from devtools.population import ATTRIBUTE, PoolUser, create_pool, create_users
 from devtools.strict_cognito import StrictCognitoProxy
 from identity_sync import backfill_writes
@@ -56,7 +56,7 @@ from identity_sync.report import RunFiles, read_csv_gz
 from identity_sync.schedule import DEFAULT_WRITE_RATE, WRITE_SLOTS
 from identity_sync.sql import MYSQL, SQLITE, Dialect, migration_statements, schema_statement, statement
 from identity_sync.table import UsersTable
-from tests.conftest import MYSQL_SETTINGS, TableUnderTest, mysql_connect
+from tests.conftest import TableUnderTest, mysql_airflow_connection, mysql_connect
 
 WRITE = "AdminUpdateUserAttributes"
 CREATE = "AdminCreateUser"
@@ -182,9 +182,7 @@ def make_table(tmp_path: Path) -> Iterator[Callable[..., BackfillTable]]:
         name = f"Users_bf_{uuid.uuid4().hex[:10]}"
         if kind == "mariadb":
             mysql_connect().close()
-            host, port, db = MYSQL_SETTINGS["host"], MYSQL_SETTINGS["port"], MYSQL_SETTINGS["database"]
-            conn = mysql_connection(host, port, db, MYSQL_SETTINGS["user"], MYSQL_SETTINGS["password"])
-            table = BackfillTable(mysql_connect, MYSQL, name, conn, legacy)
+            table = BackfillTable(mysql_connect, MYSQL, name, mysql_airflow_connection(), legacy)
         else:
             path = tmp_path / f"{name}.sqlite"
             table = BackfillTable(lambda: sqlite3.connect(path), SQLITE, name, sqlite_connection(path), legacy)
