@@ -25,8 +25,8 @@ approval: for automation that has reviewed a dry run), `approval_timeout_hours` 
 **Reject, or no answer in time:** nothing is written, and `report` says so.
 
 Files per environment: `<snapshot_base>/cognito_user_backfill/<run>/<env>/`
-(`backfill_plan.csv`, `backfill_issues.csv`, `backfill_changes.csv`,
-`backfill_write_issues.csv`, `backfill_summary.json`). Safe to run again.
+(`backfill_plan.csv.gz`, `backfill_issues.csv.gz`, `backfill_changes.csv.gz`,
+`backfill_write_issues.csv.gz`, `backfill_summary.json`). Safe to run again.
 """
 
 from __future__ import annotations
