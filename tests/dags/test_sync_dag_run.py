@@ -22,14 +22,13 @@ from devtools.local_airflow import (
     PROJECT_ROOT,
     aws_connection,
     connection_variable,
-    mysql_connection,
 )
 from devtools.population import build_scenario, create_pool, create_users
 from identity_sync.audit import RunAudit, load_run_record
 from identity_sync.identity import normalise_internal_ids
 from identity_sync.report import read_csv_gz
 from identity_sync.runfiles import RunFiles
-from tests.conftest import MYSQL_SETTINGS, TableUnderTest
+from tests.conftest import TableUnderTest, mysql_airflow_connection
 
 pytestmark = [pytest.mark.airflow, pytest.mark.mariadb]
 DAG_ID = "cognito_user_sync"
@@ -68,7 +67,7 @@ def restored_dev(cognito, mariadb_table: TableUnderTest, tmp_path: Path, monkeyp
     monkeypatch.setenv(connection_variable("aws_e2e"), aws_connection(proxy.url))
     monkeypatch.setenv(
         connection_variable("users_db_e2e"),
-        mysql_connection(MYSQL_SETTINGS["host"], MYSQL_SETTINGS["port"], MYSQL_SETTINGS["database"]),
+        mysql_airflow_connection(),
     )
     dag = DagBag(dag_folder=PROJECT_ROOT / "dags" / "cognito_user_sync.py").dags[DAG_ID]
     return dag, scenario, dev_subs, tmp_path / "runs"
