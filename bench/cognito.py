@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from devtools.local_airflow import aws_connection, connection_variable
+from devtools.local_airflow import aws_connection, connection_variable, sqlite_connection
 from devtools.strict_cognito import STATS_PATH
 from identity_sync.backfill import chunk_frame, plan_backfill
 from identity_sync.backfill_records import Chunk
@@ -31,9 +32,18 @@ from identity_sync.extract import extract_pool
 from identity_sync.ratelimit import QUOTAS
 from identity_sync.runfiles import RunFiles
 from identity_sync.schedule import WRITE_SLOTS
+from identity_sync.sql import SQLITE, schema_statement, statement
 
 LATENCY = 0.100  # seconds added to every call, a round trip to a distant Region
 CONN_ID = "bench_aws"
+DB_CONN_ID = "bench_users_db"
+
+
+def _sqlite_users(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """The Users table the backfill's chunks re-read before writing: (InternalUserID, CognitoID, Email)."""
+    with sqlite3.connect(path) as connection:
+        connection.execute(schema_statement(SQLITE, "Users"))
+        connection.executemany(statement("insert_user", SQLITE, "Users"), [(*row, "F", "L") for row in rows])
 
 
 @contextmanager
@@ -136,7 +146,7 @@ def backfill_writes(users: int, rate: float) -> dict[str, Any]:
         strict_layer(pool["url"], {"AdminUpdateUserAttributes": quota, "ListUsers": QUOTAS["ListUsers"]}) as proxy,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        env = Environment(name="bench", aws_conn_id=CONN_ID, user_pool_id=pool["pool_id"], db_conn_id="unused")
+        env = Environment(name="bench", aws_conn_id=CONN_ID, user_pool_id=pool["pool_id"], db_conn_id=DB_CONN_ID)
         settings = Settings(environments={"bench": env}, snapshot_base=f"file://{tmp}", source=Path("bench"))
         users_frame = extract_pool(env, CognitoHook(aws_conn_id=CONN_ID))
         table = users_frame.assign(
@@ -147,6 +157,9 @@ def backfill_writes(users: int, rate: float) -> dict[str, Any]:
             FirstName="F",
             LastName="L",
         )[["UserID", "InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]]
+        database = Path(tmp) / "users.sqlite"
+        _sqlite_users(database, list(table[["InternalUserID", "CognitoID", "Email"]].itertuples(index=False)))
+        os.environ[connection_variable(DB_CONN_ID)] = sqlite_connection(database)
         plan = plan_backfill(users_frame, table, create_missing=False)
         files = RunFiles(f"file://{tmp}/run")
         chunks = []
