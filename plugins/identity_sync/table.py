@@ -209,7 +209,8 @@ class UsersTable:
         self.dialect = dialect
         self.table = table
         self.lock_name = lock_name
-        self.stager = Stager(bulk=dialect.name == "mysql", warning_count_sql=self._sql("warning_count"))
+        bulk = dialect.name == "mysql"  # LOAD DATA LOCAL, and its warning count, are MySQL's
+        self.stager = Stager(bulk=bulk, warning_count_sql=self._sql("warning_count") if bulk else "")
 
     @classmethod
     @contextmanager
@@ -223,15 +224,10 @@ class UsersTable:
             connection.close()
 
     def _sql(self, name: str, column: str | None = None, ids: int = 0) -> str:
-        if self.dialect.name != "mysql" and name == "warning_count":
-            return ""
         return statement(name, self.dialect, self.table, column=column, ids=ids)
 
-    def _statement(self, name: str) -> str:
-        return self._sql(name)
-
     def _scalar(self, cursor: Any, name: str, params: tuple[Any, ...] = ()) -> Any:
-        cursor.execute(self._statement(name), params)
+        cursor.execute(self._sql(name), params)
         return cursor.fetchone()[0]
 
     def _rows(self, cursor: Any, name: str, column: str | None = None) -> list[tuple[Any, ...]]:
@@ -242,7 +238,7 @@ class UsersTable:
         """UserID, InternalUserID, CognitoID, Email of every row."""
         cursor = self.connection.cursor()
         try:
-            cursor.execute(self._statement("read_users"))
+            cursor.execute(self._sql("read_users"))
             frame = pd.DataFrame.from_records(cursor.fetchall(), columns=TABLE_COLUMNS)
         finally:
             cursor.close()
@@ -255,7 +251,7 @@ class UsersTable:
         """The keys and the names (the backfill creates users from them); before migration V1, no ids."""
         cursor = self.connection.cursor()
         try:
-            cursor.execute(self._statement("read_users_for_backfill" if has_id_column else "read_users_before_ids"))
+            cursor.execute(self._sql("read_users_for_backfill" if has_id_column else "read_users_before_ids"))
             frame = pd.DataFrame.from_records(cursor.fetchall(), columns=[*TABLE_COLUMNS, "FirstName", "LastName"])
         finally:
             cursor.close()
@@ -268,7 +264,7 @@ class UsersTable:
             return {}
         cursor = self.connection.cursor()
         try:
-            cursor.execute(self._statement("column_limits"), (self.table,))
+            cursor.execute(self._sql("column_limits"), (self.table,))
             rows = cursor.fetchall()
         finally:
             cursor.close()
@@ -282,7 +278,7 @@ class UsersTable:
         """
         cursor = self.connection.cursor()
         try:
-            cursor.execute(self._statement("read_rows_without_id"))
+            cursor.execute(self._sql("read_rows_without_id"))
             missing = [row[0] for row in cursor.fetchall()]
         finally:
             cursor.close()
@@ -291,11 +287,11 @@ class UsersTable:
             batch = [(user_id, new_internal_id()) for user_id in missing[start : start + batch_size]]
             with self.transaction(lock_timeout) as cursor:
                 for name in ("drop_staged_ids", "create_staged_ids"):
-                    cursor.execute(self._statement(name))
-                cursor.executemany(self._statement("stage_id"), batch)
-                cursor.execute(self._statement("assign_staged_ids"))
+                    cursor.execute(self._sql(name))
+                cursor.executemany(self._sql("stage_id"), batch)
+                cursor.execute(self._sql("assign_staged_ids"))
                 assigned += cursor.rowcount
-                cursor.execute(self._statement("drop_staged_ids"))
+                cursor.execute(self._sql("drop_staged_ids"))
             log.info("assigned InternalUserIDs: %d of %d rows", min(start + batch_size, len(missing)), len(missing))
         return assigned
 
@@ -316,9 +312,9 @@ class UsersTable:
                 try:
                     yield cursor
                 except BaseException:
-                    _quietly(lambda: cursor.execute(self._statement("rollback")), "ROLLBACK")
+                    _quietly(lambda: cursor.execute(self._sql("rollback")), "ROLLBACK")
                     raise
-                cursor.execute(self._statement("commit"))
+                cursor.execute(self._sql("commit"))
         finally:
             _quietly(cursor.close, "closing the cursor")
 
@@ -334,7 +330,7 @@ class UsersTable:
             )
 
         def release() -> None:
-            cursor.execute(self._statement("release_lock"), (self.lock_name,))
+            cursor.execute(self._sql("release_lock"), (self.lock_name,))
             cursor.fetchall()
 
         try:
@@ -351,11 +347,11 @@ class UsersTable:
             yield
             return
         saved = self._scalar(cursor, "read_sql_mode")
-        cursor.execute(self._statement("strict_sql_mode"))
+        cursor.execute(self._sql("strict_sql_mode"))
         try:
             yield
         finally:
-            _quietly(lambda: cursor.execute(self._statement("restore_sql_mode"), (saved,)), "restoring sql_mode")
+            _quietly(lambda: cursor.execute(self._sql("restore_sql_mode"), (saved,)), "restoring sql_mode")
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -392,7 +388,7 @@ class UsersTable:
             self._write_column(cursor, column, work)
         inserted = 0
         if len(work.inserts):
-            cursor.execute(self._statement("insert_staged_rows"))
+            cursor.execute(self._sql("insert_staged_rows"))
             inserted = cursor.rowcount
             _check_count("INSERT", inserted, len(work.inserts))
         self._run(cursor, "drop_staging")
@@ -409,9 +405,9 @@ class UsersTable:
             cursor.execute(self._sql(f"create_{STAGED_KEY_TABLES[column].removeprefix('sync_')}", column))
             load = self._sql("load_staged_keys", column) if bulk else None
             self.stager.stage(cursor, frame[STAGED_KEY_COLUMNS], load, self._sql("stage_keys", column))
-        cursor.execute(self._statement("create_staged_inserts"))
-        load = self._statement("load_staged_inserts") if bulk else None
-        self.stager.stage(cursor, work.inserts, load, self._statement("stage_insert"))
+        cursor.execute(self._sql("create_staged_inserts"))
+        load = self._sql("load_staged_inserts") if bulk else None
+        self.stager.stage(cursor, work.inserts, load, self._sql("stage_insert"))
 
     def _settle(self, cursor: Any, work: StagedWork) -> None:
         """Lock the rows to change, then compare them exactly with what the plan found.
