@@ -120,38 +120,29 @@ class StagedWork:
         frame = self.keys[column]
         hit = frame["UserID"].isin(list(reasons))
         out = frame[hit]
-        self.conflicts.append(
-            pd.DataFrame(
-                {
-                    "sub": out["sub"].to_numpy(),
-                    "username": pd.NA,
-                    "InternalUserID": out["ExpectedInternalUserID"].to_numpy(),
-                    "UserID": out["UserID"].to_numpy(),
-                    "email": pd.NA,
-                    "category": "conflict",
-                    "reason": out["UserID"].map(reasons).to_numpy(),
-                }
-            )
-        )
+        self._add_conflicts(out["sub"], out["ExpectedInternalUserID"], out["UserID"], out["UserID"].map(reasons))
         self.keys[column] = frame[~hit].reset_index(drop=True)
 
     def demote_inserts(self, reasons: dict[str, str]) -> None:
         hit = self.inserts["InternalUserID"].isin(list(reasons))
         out = self.inserts[hit]
+        self._add_conflicts(out["CognitoID"], out["InternalUserID"], pd.NA, out["InternalUserID"].map(reasons))
+        self.inserts = self.inserts[~hit].reset_index(drop=True)
+
+    def _add_conflicts(self, sub: pd.Series, internal_id: pd.Series, user_id: Any, why: pd.Series) -> None:
         self.conflicts.append(
             pd.DataFrame(
                 {
-                    "sub": out["CognitoID"].to_numpy(),
+                    "sub": sub.to_numpy(),
                     "username": pd.NA,
-                    "InternalUserID": out["InternalUserID"].to_numpy(),
-                    "UserID": pd.NA,
+                    "InternalUserID": internal_id.to_numpy(),
+                    "UserID": user_id.to_numpy() if isinstance(user_id, pd.Series) else user_id,
                     "email": pd.NA,
                     "category": "conflict",
-                    "reason": out["InternalUserID"].map(reasons).to_numpy(),
+                    "reason": why.to_numpy(),
                 }
             )
         )
-        self.inserts = self.inserts[~hit].reset_index(drop=True)
 
     def demote_unfit(self, limits: dict[str, ColumnLimit]) -> None:
         """Values their column cannot hold become conflicts here, before anything is staged."""
