@@ -23,7 +23,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from identity_sync.approval import ASK, PROCEED, REFUSE, STOP, ApprovalRequest, WriteApproval, approval_outcome
-from identity_sync.audit import load_run_record, record_outcome, summary_markdown
+from identity_sync.audit import RunAudit, load_run_record, record_outcome, summary_markdown
 from identity_sync.guards import RefusedError
 from identity_sync.links import PlanReportLink, RunRecordLink
 from identity_sync.runfiles import RunFiles, report_links_markdown
@@ -96,9 +96,10 @@ class PlanApproval(WriteApproval):
 
     def approval_request(self, context: Any) -> ApprovalRequest:
         run, files = RunContext.from_context(context), RunFiles(self.planned.files)
+        summary = ""  # shown only when asking, which needs a tripped guard outside a dry run
         if self.planned.refusals and not run.mode.dry_run:
-            self._record(files, "waiting for approval: nothing written yet", "waiting")
-        request = approval_request(self.planned, run, summary_markdown(load_run_record(files)))
+            summary = summary_markdown(self._record(files, "waiting for approval: nothing written yet", "waiting"))
+        request = approval_request(self.planned, run, summary)
         if request.action == REFUSE:
             self._record(files, f"refused: {request.note}", "refused")
         return request
@@ -109,9 +110,9 @@ class PlanApproval(WriteApproval):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         return self._approved(context, super().execute_complete(context=context, event=event))
 
-    def _record(self, files: RunFiles, outcome: str, approval: str, by: str | None = None) -> None:
+    def _record(self, files: RunFiles, outcome: str, approval: str, by: str | None = None) -> RunAudit:
         audit = load_run_record(files)
-        record_outcome(files, outcome, replace(audit.mode, approval=approval, approved_by=by))
+        return record_outcome(files, outcome, replace(audit.mode, approval=approval, approved_by=by))
 
     def _approved(self, context: Any, result: Any) -> Approved:
         """The decision as a record; an approval is bound to the plan on disk (its digest) before anything runs."""
