@@ -32,7 +32,7 @@ import pyarrow.compute as pa_compute
 import pyarrow.csv as pa_csv
 
 from identity_sync.reconcile import CATEGORIES, Plan
-from identity_sync.runfiles import RunFiles, folder_name, report_url  # noqa: F401  (re-exported)
+from identity_sync.runfiles import RunFiles
 
 CHANGE_REPORT_COLUMNS = ["InternalUserID", "UserID", "column", "old", "new", "category", "reason"]
 PLAN_REPORT = "plan.csv.gz"
