@@ -298,8 +298,7 @@ class UsersTable:
         cursor = self.connection.cursor()
         try:
             with self._environment_lock(cursor, lock_timeout), self._strict_session(cursor):
-                for sql in statements("begin", self.dialect):
-                    cursor.execute(sql)
+                self._run(cursor, "begin")
                 try:
                     yield cursor
                 except BaseException:
