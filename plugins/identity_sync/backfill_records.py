@@ -53,6 +53,11 @@ class Chunk:
     def label(self) -> str:
         return f"{self.environment} {self.kind}s {self.part}"
 
+    @property
+    def progress_name(self) -> str:
+        """The chunk's checkpoint (``ChunkProgress``), next to its file."""
+        return f"{self.name}.progress.json"
+
 
 @dataclass(frozen=True)
 class ChunkOutcome:

@@ -19,19 +19,17 @@ import pandas as pd
 
 from identity_sync.backfill import BACKFILL_ISSUE_COLUMNS
 from identity_sync.backfill_records import Chunk, ChunkOutcome, Coverage, Inspection
-from identity_sync.backfill_steps import REPORT_COLUMNS
+from identity_sync.backfill_steps import ACTIONS, REPORT_COLUMNS
 from identity_sync.backfill_writes import ChunkProgress
 from identity_sync.report import RunFiles, write_frame_report
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"write": "write attribute", "create": "create user"}
-
 
 def _written(chunk: Chunk) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The users a chunk wrote or created, and those it skipped (from its file and its checkpoint)."""
     files = RunFiles(chunk.files)
-    progress = ChunkProgress.load(files, f"{chunk.name}.progress.json")
+    progress = ChunkProgress.load(files, chunk.progress_name)
     reached = files.read_parquet(chunk.name).iloc[: progress.next_row]
     skipped = pd.DataFrame(progress.issues, columns=BACKFILL_ISSUE_COLUMNS)
     written = reached[~reached["UserID"].isin(skipped["UserID"])].assign(action=ACTIONS[chunk.kind])

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 ID_LENGTH = 36  # a UUID's canonical text form
 OPERATIONS = {"write": "AdminUpdateUserAttributes", "create": "AdminCreateUser"}
 REPORT_COLUMNS = ["action", "sub", "username", "UserID", "InternalUserID", "matched_by"]
+ACTIONS = {"write": "write attribute", "create": "create user"}  # a chunk's kind -> the reports' action
 PLAN_REPORT, ISSUES_REPORT = "backfill_plan.csv.gz", "backfill_issues.csv.gz"
 
 
@@ -63,7 +64,7 @@ def select_environments(settings: Settings, requested: Iterable[str] | None, cre
 def write_plan_reports(files: RunFiles, plan: BackfillPlan) -> dict[str, str]:
     """What the run would write (``backfill_plan.csv.gz``: a plan, not a record of writes) and its issues."""
     planned = pd.concat(
-        [plan.writes.assign(action="write attribute"), plan.creates.assign(action="create user")], ignore_index=True
+        [plan.writes.assign(action=ACTIONS["write"]), plan.creates.assign(action=ACTIONS["create"])], ignore_index=True
     )
     return {
         "plan": write_frame_report(files, PLAN_REPORT, planned.reindex(columns=REPORT_COLUMNS)),

@@ -122,11 +122,10 @@ class ChunkWriter:
     def __init__(self, env: Environment, hook: CognitoHook, chunk: Chunk, limiter: RateLimiter) -> None:
         self.env, self.hook, self.chunk, self.limiter = env, hook, chunk, limiter
         self.files = RunFiles(chunk.files)
-        self.progress_name = f"{chunk.name}.progress.json"
         self.lookups = RateLimiter(LOOKUP_RPS)
 
     def run(self, frame: pd.DataFrame) -> ChunkOutcome:
-        progress = ChunkProgress.load(self.files, self.progress_name)
+        progress = ChunkProgress.load(self.files, self.chunk.progress_name)
         resumed_at = progress.next_row
         if resumed_at:
             log.info(
@@ -150,9 +149,9 @@ class ChunkWriter:
                     progress.next_row += 1
                     meter.step()
                     if progress.next_row % CHECKPOINT_EVERY == 0:
-                        progress.save(self.files, self.progress_name)
+                        progress.save(self.files, self.chunk.progress_name)
         finally:
-            progress.save(self.files, self.progress_name)
+            progress.save(self.files, self.chunk.progress_name)
         return self._outcome(progress, resumed_at)
 
     def _outcome(self, progress: ChunkProgress, resumed_at: int) -> ChunkOutcome:

@@ -855,7 +855,7 @@ def test_a_chunk_killed_mid_way_resumes_from_its_checkpoint(client, proxy, make_
     child.join()
     killed_at = proxy.calls[WRITE]
     assert 10 <= killed_at < 20
-    saved = ChunkProgress.load(RunFiles(chunk.files), f"{chunk.name}.progress.json").next_row
+    saved = ChunkProgress.load(RunFiles(chunk.files), chunk.progress_name).next_row
     assert killed_at - 4 < saved <= killed_at
 
     retried = write_chunk_step(settings, chunk, rate=RATE, slots=1)  # Airflow's retry of the task
