@@ -46,7 +46,8 @@ def dialect_for(conn_type: str) -> Dialect:
 
 @cache
 def _read(path: Path) -> str:
-    return path.read_text()
+    """The file's text without its comment lines (``--``)."""
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
 
 
 def statements(
@@ -68,8 +69,7 @@ def statements(
             raise ValueError(f"not a staged key column: {column!r}")
         text = text.replace("{column}", dialect.identifier(column)).replace("{staged}", STAGED_KEY_TABLES[column])
     text = text.replace("%s", dialect.placeholder).replace("{ids}", ", ".join([dialect.placeholder] * ids))
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    return [s.strip() for s in text.split(";") if s.strip()]
 
 
 def statement(name: str, dialect: Dialect, table: str | None = None, *, column: str | None = None, ids: int = 0) -> str:
@@ -81,8 +81,7 @@ def statement(name: str, dialect: Dialect, table: str | None = None, *, column: 
 def schema_statement(dialect: Dialect, table: str, *, legacy: bool = False) -> str:
     """CREATE TABLE for the reference Users table (demo and tests); ``legacy``: before the migrations."""
     path = SQL_DIR / "schema" / f"users{'_legacy' if legacy else ''}.{dialect.name}.sql"
-    lines = [line for line in _read(path).splitlines() if not line.lstrip().startswith("--")]
-    return "\n".join(lines).replace("{table}", dialect.identifier(table)).strip()
+    return _read(path).replace("{table}", dialect.identifier(table)).strip()
 
 
 def migration_statements(script: str, dialect: Dialect, table: str) -> list[str]:
@@ -90,6 +89,5 @@ def migration_statements(script: str, dialect: Dialect, table: str) -> list[str]
     path = SQL_DIR / "migrations" / dialect.name / script
     if not path.exists():
         path = SQL_DIR / "migrations" / script
-    lines = [line for line in _read(path).splitlines() if not line.lstrip().startswith("--")]
-    text = "\n".join(lines).replace("${users_table}", dialect.identifier(table))
+    text = _read(path).replace("${users_table}", dialect.identifier(table))
     return [s.strip() for s in text.split(";") if s.strip()]
