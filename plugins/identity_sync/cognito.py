@@ -75,7 +75,12 @@ class CognitoHook(AwsBaseHook):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("config", Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        # One pooled connection per token chain: with botocore's default of 10, the chains beyond
+        # it open (and discard) a new connection, a TCP and TLS handshake, for every call.
+        kwargs.setdefault(
+            "config",
+            Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=MAX_CHAINS),
+        )
         super().__init__(aws_conn_id=aws_conn_id, client_type="cognito-idp", **kwargs)
         self.max_attempts = max_attempts
         self.transient_attempts = transient_attempts

@@ -84,34 +84,91 @@ def test_a_slow_caller_never_waits_and_is_never_faster_than_the_rate() -> None:
 
 
 def test_no_burst_after_idling() -> None:
-    """Unused permits are not saved up: after a long pause the next ones are still spaced."""
+    """Unused permits are not saved up: after a long pause at most CATCH_UP seconds' worth are made up, spread out."""
     time = FakeTime()
     limiter = RateLimiter(5.0, clock=time.clock, sleep=time.sleep)
     permits(limiter, time, 3)
     time.advance(60.0)
-    after = permits(limiter, time, 10)
-    assert gaps(after) == pytest.approx([0.2] * 9)
+    after = permits(limiter, time, 12)
+    assert min(gaps(after)) >= 0.1 - EPS  # never closer than half an interval
+    assert after[-1] - after[0] >= (12 - 1) / 5.0 - RateLimiter.CATCH_UP - EPS
+    assert max_in_one_second(after) <= 5
+
+
+def test_a_late_caller_takes_its_missed_slot_and_the_schedule_keeps_its_times() -> None:
+    """With max(now, next) every late caller would push every later permit back, for good."""
+    time = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=time.clock, sleep=time.sleep)
+    granted = permits(limiter, time, 2)  # slots 0.0 and 0.1
+    time.advance(0.15)  # the caller of slot 0.2 comes at 0.25: every caller was busy
+    assert limiter.acquire() == 0
+    granted.append(time.now)
+    granted += permits(limiter, time, 3)
+    assert granted == pytest.approx([0.0, 0.1, 0.25, 0.3, 0.4, 0.5])
+
+
+def test_a_slot_missed_by_more_than_catch_up_is_gone() -> None:
+    time = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=time.clock, sleep=time.sleep)
+    permits(limiter, time, 1)
+    time.advance(2.0)
+    granted = permits(limiter, time, 6)
+    made_up = RateLimiter.CATCH_UP * 10.0
+    assert granted[-1] == pytest.approx(2.0 + 0.1 * 5 - 0.1 * made_up)
+
+
+def test_a_throttle_drops_the_missed_slots() -> None:
+    time = FakeTime(0.0)
+    limiter = RateLimiter(10.0, clock=time.clock, sleep=time.sleep)
+    permits(limiter, time, 1)
+    time.advance(0.2)
+    limiter.slow_down()
+    granted = permits(limiter, time, 3)
+    assert granted[0] == pytest.approx(0.2)  # not made up
+    assert gaps(granted) == pytest.approx([0.125, 0.125 * 0.99])
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("rate", [3.0, 20.0, 25.0])
-def test_n_permits_over_time_t_never_exceed_rate_times_t_plus_one(rate: float, seed: int) -> None:
+@pytest.mark.parametrize("rate", [3.0, 6.25, 20.0, 25.0, 28.0])
+def test_n_permits_over_time_t_never_exceed_rate_times_t_plus_catch_up_plus_one(rate: float, seed: int) -> None:
+    """Late callers make up missed slots, within CATCH_UP; never more than ceil(rate) in one second, never a burst."""
     rng = random.Random(seed)
     time = FakeTime()
     limiter = RateLimiter(rate, clock=time.clock, sleep=time.sleep)
-    work = [rng.choice([0.0, 0.0, rng.uniform(0, 3 / rate), rng.uniform(0, 2.0)]) for _ in range(300)]
+    work = [
+        rng.choice([0.0, 0.0, rng.uniform(0, 3 / rate), rng.uniform(0, 0.3), rng.uniform(0, 2.0)]) for _ in range(300)
+    ]
     granted = permits(limiter, time, 300, work)
     for i in range(len(granted)):
         for j in range(i, min(len(granted), i + 80)):
             elapsed = granted[j] - granted[i]
-            assert j - i + 1 <= rate * elapsed + 1 + EPS, (i, j, elapsed)
+            assert j - i + 1 <= rate * (elapsed + RateLimiter.CATCH_UP) + 1 + EPS, (i, j, elapsed)
+    assert max_in_one_second(granted) <= math.ceil(rate)
+    assert min(gaps(granted)) >= 0.5 / rate - EPS
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_late_callers_keep_the_average_pace(seed: int) -> None:
+    """Callers late by up to 100 ms now and then: the permits still come at the configured rate on average."""
+    rng = random.Random(seed)
+    rate = 28.0
+    time = FakeTime(0.0)
+    limiter = RateLimiter(rate, clock=time.clock, sleep=time.sleep)
+    granted = []
+    for _ in range(340):
+        if rng.random() < 0.1:
+            time.advance(rng.uniform(0.0, 0.1))  # every chain was busy, or the caller woke late
+        limiter.acquire()
+        granted.append(time.now)
+    assert (len(granted) - 1) / (granted[-1] - granted[0]) >= rate * 0.985  # max(now, next): 0.93-0.96
+    assert max_in_one_second(granted) <= rate
 
 
 class ThreadedFakeTime:
     """A shared fake clock for threads: each read ticks it forward a little, under a lock.
 
-    Nothing sleeps: ``sleep`` records the moment the permit is granted (the caller's last
-    reading of the clock plus its wait), so the test sees every permit's time.
+    Nothing sleeps: a permit's time is the caller's first reading of the clock in ``acquire``
+    plus its wait (``local.readings`` holds a caller's readings), so the test sees every permit's time.
     """
 
     def __init__(self, tick: float = 0.0005) -> None:
@@ -124,7 +181,7 @@ class ThreadedFakeTime:
     def clock(self) -> float:
         with self.lock:
             self.now += self.tick
-            self.local.read = self.now
+            self.local.readings.append(self.now)
             return self.now
 
     def sleep(self, seconds: float) -> None:
@@ -144,8 +201,9 @@ def test_concurrent_callers_are_still_spaced(threads: int) -> None:
     def caller() -> None:
         start.wait()
         for _ in range(40):
+            time.local.readings = []
             wait = limiter.acquire()
-            at = time.local.read + wait
+            at = time.local.readings[0] + wait
             with granted_lock:
                 granted.append(at)
 
@@ -156,7 +214,9 @@ def test_concurrent_callers_are_still_spaced(threads: int) -> None:
         worker.join(timeout=10)
     assert len(granted) == threads * 40
     ordered = sorted(granted)
-    assert min(gaps(ordered)) >= 1 / rate - EPS
+    # A caller reading the clock after its permit counts a tick late: the next second's permit keeps its distance.
+    assert min(gaps(ordered)) >= 1 / rate - time.tick - EPS
+    assert max_in_one_second(ordered) <= rate
     # Almost everyone waited: the clock barely moved, so the permits were spread into the future.
     assert time.sleeps >= threads * 40 - 1
     assert ordered[-1] - ordered[0] == pytest.approx((threads * 40 - 1) / rate, abs=0.01)
