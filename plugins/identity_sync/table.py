@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions
 from identity_sync.config import Environment
@@ -34,6 +37,7 @@ STAGED_KEY_COLUMNS = ["UserID", "ExpectedInternalUserID", "OldValue", "NewValue"
 TABLE_FIRST_SHARE = 0.3  # above this share of the table changing, Users drives the UPDATE's join
 IDS_PER_STATEMENT = 1000  # ids per ``IN (...)`` list
 DRIFT_IDS_SHOWN = 20
+SWAP_CHECK_ROWS = 100_000  # up to this many changes of a column, look for swaps before the optimistic write
 
 
 class PlanDriftError(RefusedError):
@@ -95,20 +99,32 @@ class StagedWork:
 
     @classmethod
     def from_plan(cls, plan: Plan) -> StagedWork:
+        """Per key column its changes in UserID order, and the inserts in InternalUserID order.
+
+        Built with Arrow takes over the plan's own columns (no pandas sort or re-typing of
+        whole frames): the plan may hold a million changes.
+        """
+        changes = plan.changes
+        user_ids = changes["UserID"].to_numpy(dtype="int64")
         keys = {}
         for column in KEY_COLUMNS:
-            mine = plan.changes[plan.changes["column"].astype("string") == column]
-            frame = pd.DataFrame(
+            rows = np.flatnonzero((changes["column"] == column).to_numpy(dtype=bool, na_value=False))
+            mine = user_ids[rows]
+            if len(mine) > 1 and not (mine[1:] > mine[:-1]).all():
+                order = np.argsort(mine, kind="stable")
+                rows, mine = rows[order], mine[order]
+            keys[column] = pd.DataFrame(
                 {
-                    "UserID": mine["UserID"].astype("int64").to_numpy(),
-                    "ExpectedInternalUserID": mine["InternalUserID"].astype("string").to_numpy(),
-                    "OldValue": mine["old"].astype("string").to_numpy(),
-                    "NewValue": mine["new"].astype("string").to_numpy(),
-                    "sub": mine["sub"].astype("string").to_numpy(),
+                    "UserID": mine,
+                    "ExpectedInternalUserID": _take_strings(changes["InternalUserID"], rows),
+                    "OldValue": _take_strings(changes["old"], rows),
+                    "NewValue": _take_strings(changes["new"], rows),
+                    "sub": _take_strings(changes["sub"], rows),
                 }
             )
-            keys[column] = frame.sort_values("UserID", ignore_index=True)
-        inserts = plan.inserts[INSERT_COLUMNS].astype("string").sort_values("InternalUserID", ignore_index=True)
+        inserts = plan.inserts
+        order = pc.sort_indices(_arrow_strings(inserts["InternalUserID"])).to_numpy() if len(inserts) else []
+        inserts = pd.DataFrame({name: _take_strings(inserts[name], order) for name in INSERT_COLUMNS})
         return cls(keys=keys, inserts=inserts, table_rows=int(plan.metrics.get("table_rows", 0)))
 
     @property
@@ -368,6 +384,15 @@ class UsersTable:
     def _apply_staged(self, cursor: Any, work: StagedWork) -> ApplyResult:
         self._run(cursor, "drop_staging")
         self._stage(cursor, work)
+        if self._optimistic_fits(cursor, work):
+            inserted = self._write_optimistically(cursor, work)
+            if inserted is not None:
+                self._run(cursor, "drop_staging")
+                return work.result(inserted)
+        return self._apply_carefully(cursor, work)
+
+    def _apply_carefully(self, cursor: Any, work: StagedWork) -> ApplyResult:
+        """Lock, settle (drift, already applied), resolve collisions row by row, clear, then write."""
         self._settle(cursor, work)
         if work.empty:
             self._run(cursor, "drop_staging")
@@ -383,6 +408,89 @@ class UsersTable:
             _check_count("INSERT", inserted, len(work.inserts))
         self._run(cursor, "drop_staging")
         return work.result(inserted)
+
+    # -- the optimistic write -----------------------------------------------------------------
+
+    def _optimistic_fits(self, cursor: Any, work: StagedWork) -> bool:
+        """Whether the plain write may go first: MySQL, a single-column unique index on every key the
+        write relies on the server to guard, and no staged value that another staged row holds now
+        (a swap or a chain would fail mid-UPDATE: it goes the careful way at once, clear then set).
+        """
+        if self.dialect.name != "mysql":
+            return False
+        needed = {column for column, frame in work.keys.items() if len(frame)}
+        if len(work.inserts):
+            needed |= {"InternalUserID", *KEY_COLUMNS}
+        cursor.execute(self._sql("unique_key_columns"), (self.table,))
+        columns: dict[str, set[str]] = {}
+        for index, column in cursor.fetchall():
+            columns.setdefault(str(index), set()).add(str(column))
+        guarded = {next(iter(c)) for c in columns.values() if len(c) == 1}
+        if not needed <= guarded:
+            log.info("careful apply: no single-column unique index on %s", ", ".join(sorted(needed - guarded)))
+            return False
+        likely = [column for column, frame in work.keys.items() if _takes_staged_values(frame)]
+        if likely:
+            log.info("careful apply: staged %s values are taken from other staged rows (swaps)", ", ".join(likely))
+            return False
+        return True
+
+    def _write_optimistically(self, cursor: Any, work: StagedWork) -> int | None:
+        """One compare-and-set UPDATE per column, then the INSERT, after a savepoint; rows inserted.
+
+        Every staged row must be written exactly as staged: a row not as the plan found it (drift,
+        or our own earlier commit) makes a count short, a collision under the column's collation
+        makes the server refuse the duplicate key. Either way everything since the savepoint is
+        undone (the row locks stay) and None sends the apply down the careful path, which then
+        reaches exactly the outcome it reaches without this attempt. Any other error is the apply's.
+        The smallest column goes first: a refusal costs least there.
+        """
+        self._run(cursor, "savepoint")
+        try:
+            for column, frame in sorted(work.keys.items(), key=lambda item: len(item[1])):
+                if frame.empty:
+                    continue
+                table_first = len(frame) / work.table_rows > TABLE_FIRST_SHARE if work.table_rows else False
+                cursor.execute(
+                    self._sql("set_keys_as_planned_table_first" if table_first else "set_keys_as_planned", column)
+                )
+                if cursor.rowcount != len(frame):
+                    return self._fall_back(cursor, f"{column}: {cursor.rowcount} of {len(frame)} rows as planned")
+            inserted = 0
+            if len(work.inserts):
+                taken = self._inserts_taken(cursor)
+                if taken:
+                    return self._fall_back(cursor, taken)
+                cursor.execute(self._sql("insert_staged_rows"))
+                inserted = cursor.rowcount
+                if inserted != len(work.inserts):
+                    return self._fall_back(cursor, f"{inserted} of {len(work.inserts)} rows inserted")
+        except Exception as exc:
+            if type(exc).__name__ != "IntegrityError":
+                raise
+            return self._fall_back(cursor, f"the server refused a duplicate key (error {exc.args[0]})")
+        log.info("optimistic apply: every staged row written as planned, no separate check needed")
+        return inserted
+
+    def _inserts_taken(self, cursor: Any) -> str:
+        """Why the staged inserts cannot all go in now (after the UPDATEs), or "" when they can.
+
+        Checked before the INSERT rather than left to its duplicate-key error, which would spend
+        AUTO_INCREMENT values the careful path would not: locking reads of the ids and key values
+        the inserts take, as the table stands after the UPDATEs, and duplicates among the inserts.
+        """
+        if self._rows(cursor, "unsettled_inserts"):
+            return "an InternalUserID to insert is in the table"
+        for column in KEY_COLUMNS:
+            for name, what in (("inserts_taken", "held by a row"), ("inserts_planned_twice", "planned twice")):
+                cursor.execute(self._sql(name, column))
+                if cursor.fetchone()[0]:
+                    return f"a {column} to insert is {what}"
+        return ""
+
+    def _fall_back(self, cursor: Any, why: str) -> None:
+        self._run(cursor, "rollback_to_savepoint")
+        log.info("optimistic apply undone (%s): the careful path decides", why)
 
     def _run(self, cursor: Any, name: str) -> None:
         for sql in statements(name, self.dialect, self.table):
@@ -481,6 +589,38 @@ class UsersTable:
         # MySQL counts the rows an UPDATE changed: a row cleared above whose new value is NULL is not.
         unchanged = frame["UserID"].isin(clear) & frame["NewValue"].isna() if self.dialect.name == "mysql" else False
         _check_count(f"setting {column}", cursor.rowcount, len(frame) - int(pd.Series(unchanged).sum()))
+
+
+def _arrow_strings(values: pd.Series) -> pa.ChunkedArray:
+    """The Arrow strings behind a column (no copy when it is Arrow-backed already)."""
+    return pa.chunked_array(pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True))
+
+
+def _take_strings(values: pd.Series, rows: Any) -> pd.arrays.ArrowStringArray:
+    """``values`` at positions ``rows``, as pandas' Arrow-backed ``string``."""
+    return pd.arrays.ArrowStringArray(_arrow_strings(values).take(pa.array(rows, type=pa.int64())))
+
+
+def _takes_staged_values(frame: pd.DataFrame) -> bool:
+    """Whether a staged new value equals, in lower case, another staged row's old value: a likely swap.
+
+    Only chooses the path: a collision this misses (the collation's own rule, or a column of more
+    than SWAP_CHECK_ROWS changes, where the check would cost more than it saves: a restore's
+    relink of every CognitoID moves to subs no row holds) is still refused by the unique index,
+    and undone. A row changing only the case of its own value is no swap.
+    """
+    if not 2 <= len(frame) <= SWAP_CHECK_ROWS:
+        return False
+    new, old = (
+        pc.utf8_lower(pa.array(frame[name], type=pa.string(), from_pandas=True)) for name in ("NewValue", "OldValue")
+    )
+    hit = pc.fill_null(pc.is_in(new, value_set=pc.drop_null(old)), False)
+    if not pc.any(hit).as_py():
+        return False
+    if not pc.all(pc.fill_null(pc.equal(pc.filter(new, hit), pc.filter(old, hit)), False)).as_py():
+        return True  # a row takes a value another row holds
+    counts = pc.value_counts(pc.filter(old, pc.is_in(old, value_set=pc.filter(new, hit))))
+    return bool(pc.max(counts.field("counts")).as_py() > 1)
 
 
 def _check_count(what: str, written: int, expected: int) -> None:

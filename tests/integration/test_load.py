@@ -833,9 +833,10 @@ def session_value(cursor: Any, sql: str) -> Any:
 def test_application_write_during_the_apply_waits_and_lands_after_it(mariadb_table: TableUnderTest) -> None:
     """Issue 7.1: an app write to a row the apply changes is never lost: it waits for our row locks.
 
-    The apply is held just before its first UPDATE while another session writes row 2's e-mail
-    (which the plan changes too). Before the fix nothing was locked at that point: the app's
-    write committed at once and our UPDATE overwrote it.
+    The apply is held just after its first UPDATE (the optimistic compare-and-set of Email, the
+    smaller column) while another session writes row 2's e-mail (which the plan changes too).
+    Before the fix nothing was locked before the writes: the app's write committed at once and
+    our UPDATE overwrote it.
     """
     seed_mixed(mariadb_table)
     plan = plan_for(mariadb_table.users_table(), MIXED_POOL, "clear")
@@ -848,12 +849,12 @@ def test_application_write_during_the_apply_waits_and_lands_after_it(mariadb_tab
     writer = threading.Thread(target=app_write)
     waited: list[bool] = []
 
-    def before(sql: str, params: Any, cursor: Any) -> None:
+    def after(sql: str, params: Any, cursor: Any) -> None:
         if sql.lstrip().upper().startswith("UPDATE") and not waited:
             writer.start()
             waited.append(app_done.wait(timeout=2))  # False: the app's write is blocked by our locks
 
-    users = UsersTable(HookedConnection(mysql_connect(), before=before), MYSQL, mariadb_table.name, "test.lu")
+    users = UsersTable(HookedConnection(mysql_connect(), after=after), MYSQL, mariadb_table.name, "test.lu")
     try:
         result = users.apply(plan)
     finally:
