@@ -24,12 +24,14 @@ from typing import Any
 
 import MySQLdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bench.data import Population
 from bench.tracing import Trace, TracedConnection, apply_phases, per_statement, statement_names
 from identity_sync import sync, table
 from identity_sync.audit import TriggerRecord
 from identity_sync.config import Environment, Settings
+from identity_sync.extract import RECORD_COLUMNS, table_frame
 from identity_sync.runfiles import RunFiles
 from identity_sync.sql import MYSQL
 from identity_sync.sync_records import Approved, RunContext
@@ -127,6 +129,16 @@ def run_context(run_id: str, after_restore: bool) -> RunContext:
     return RunContext(dag_id=DAG_ID, run_id=run_id, trigger=TriggerRecord(run_type="manual"), params=params)
 
 
+def pool_from_parquet(pool_path: str) -> pd.DataFrame:
+    """The pool as extract_pool returns it: the columns ListUsers gives, in Arrow, made a frame by the product's code.
+
+    extract_pool turns its pages into an Arrow table (extract.pool_table) and that table
+    into the frame (extract.table_frame, which derives email_norm); here the table comes
+    from Parquet instead of pages.
+    """
+    return table_frame(pq.read_table(pool_path, columns=RECORD_COLUMNS))
+
+
 def extract_task(settings: Settings, run: RunContext, pool_path: str) -> dict[str, Any]:
     """extract_step with the pool read from Parquet (the listing is benchmarked in bench/cognito.py).
 
@@ -134,7 +146,7 @@ def extract_task(settings: Settings, run: RunContext, pool_path: str) -> dict[st
     """
     times: dict[str, float] = {}
     sync.check_pool = lambda env, *args, **kwargs: None
-    sync.extract_pool = lambda env, *args, **kwargs: pd.read_parquet(pool_path)
+    sync.extract_pool = lambda env, *args, **kwargs: pool_from_parquet(pool_path)
     table.UsersTable.read = _timed(times, "read", table.UsersTable.read)
     files = RunFiles.for_run(settings.snapshot_base, run.dag_id, run.run_id, ENVIRONMENT)
     started = time.perf_counter()

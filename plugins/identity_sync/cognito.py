@@ -143,17 +143,24 @@ class CognitoHook(AwsBaseHook):
             params["PaginationToken"] = token
 
     def list_users_sliced(
-        self, user_pool_id: str, slices: int, limiter: RateLimiter, max_chains: int = MAX_CHAINS
-    ) -> list[list[dict[str, Any]]]:
+        self,
+        user_pool_id: str,
+        slices: int,
+        limiter: RateLimiter,
+        max_chains: int = MAX_CHAINS,
+        collect: Callable[[Iterator[dict[str, Any]]], T] = list,  # type: ignore[assignment]
+    ) -> list[T]:
         """The pool as disjoint slices by sub prefix, their token chains run side by side.
 
         One chain waits a round trip per page; several keep the shared limiter, and so
-        the quota, busy. Returns the users of each slice, in the order of sub_prefixes().
+        the quota, busy. Returns ``collect`` of each slice's users (a list of them by
+        default), in the order of sub_prefixes(); a ``collect`` that consumes the users as
+        they come keeps no page alive after it is read.
         """
         self.conn  # noqa: B018 - build the (thread-safe) client once, before the threads share it
 
-        def chain(prefix: str) -> list[dict[str, Any]]:
-            return list(self.list_users(user_pool_id, f'sub ^= "{prefix}"' if prefix else None, limiter))
+        def chain(prefix: str) -> T:
+            return collect(self.list_users(user_pool_id, f'sub ^= "{prefix}"' if prefix else None, limiter))
 
         prefixes = sub_prefixes(slices)
         with ThreadPoolExecutor(max_workers=min(max_chains, len(prefixes))) as chains:

@@ -413,9 +413,9 @@ def test_extract_pool_refuses_a_sub_seen_twice() -> None:
 
         calls = throttled = 0
 
-        def list_users_sliced(self, user_pool_id: str, slices: int, limiter: object) -> list[list[dict[str, Any]]]:
+        def list_users_sliced(self, user_pool_id: str, slices: int, limiter: object, collect: Any = list) -> list[Any]:
             user = {"Username": "u", "Attributes": [{"Name": "sub", "Value": "s-1"}]}
-            return [[user], [dict(user)]]
+            return [collect(iter([user])), collect(iter([dict(user)]))]
 
         def describe_user_pool(self, user_pool_id: str) -> dict[str, Any]:
             return {"EstimatedNumberOfUsers": 1}
