@@ -80,8 +80,7 @@ def limit_refusals(values: pd.Series, column: str, limit: ColumnLimit) -> pd.Ser
 
 def normalise_emails(emails: pd.Series) -> pd.Series:
     """Trimmed and case-folded; blank becomes missing. Cognito and MySQL both compare e-mails without case."""
-    folded = emails.astype("string").str.strip().str.lower()
-    return folded.mask(folded == "")
+    return blank_as_missing(lowered(trimmed(emails)))
 
 
 def email_keys(emails: pd.Series) -> pd.Series:
@@ -102,8 +101,15 @@ def email_keys(emails: pd.Series) -> pd.Series:
 
 def normalise_internal_ids(values: pd.Series) -> pd.Series:
     """Lower-case canonical UUIDs; anything that is not a UUID becomes missing."""
-    lowered = values.astype("string").str.strip().str.lower()
-    return lowered.where(lowered.str.match(UUID_PATTERN, na=False))
+    text = values.astype("string")
+    if pc.all(pc.match_substring_regex(_arrow(text), UUID_PATTERN)).as_py() is not False:
+        return text  # every id already canonical (nothing to trim or lower-case): one scan, no copy
+    ids = lowered(trimmed(text))
+    # Arrow's RE2 (no Python fallback): the values are trimmed, so ``$`` never meets a trailing newline.
+    valid = pc.match_substring_regex(_arrow(ids), UUID_PATTERN).fill_null(False)
+    if pc.all(valid).as_py() is not False:
+        return ids
+    return ids.where(valid.to_numpy(zero_copy_only=False))
 
 
 def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd.Series:
@@ -112,7 +118,11 @@ def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd
     pandas' isin on Arrow-backed strings converts every candidate to a scalar one by one
     (seconds per million); Arrow's own hash lookup does the same in milliseconds.
     """
+    if not len(values):
+        return pd.Series(False, index=values.index, dtype=bool)
     pool = candidates if isinstance(candidates, pd.Series) else pd.Series(list(candidates), dtype=values.dtype)
+    if not len(pool):
+        return pd.Series(False, index=values.index, dtype=bool)
     if isinstance(values.dtype, pd.StringDtype) and isinstance(pool.dtype, pd.StringDtype):
         left = pa.array(values, type=pa.large_string(), from_pandas=True)
         right = pa.array(pool.dropna(), type=pa.large_string(), from_pandas=True)
@@ -121,8 +131,14 @@ def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd
     return values.isin(pool) & values.notna()
 
 
-def _arrow(values: pd.Series) -> pa.Array:
+def _arrow(values: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """``values`` as Arrow text: the same memory for Arrow-backed strings (chunked as read), else converted."""
     return pa.array(values, type=pa.large_string(), from_pandas=True)
+
+
+def _chunks(values: pd.Series) -> list[pa.Array]:
+    arrow = _arrow(values)
+    return arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
 
 
 def positions_in(values: pd.Series, candidates: pd.Series) -> np.ndarray:
@@ -134,15 +150,56 @@ def positions_in(values: pd.Series, candidates: pd.Series) -> np.ndarray:
 
 def shared_values(values: pd.Series) -> pd.Series:
     """Which entries hold a value that another entry holds too (missing never does): pandas'
-    ``notna() & duplicated(keep=False)`` without its factorisation, and one hash pass when
-    every value is distinct, as it usually is."""
-    array = _arrow(values)
-    if pc.count_distinct(array, mode="only_valid").as_py() == len(array) - array.null_count:
-        return pd.Series(False, index=values.index, dtype=bool)
-    counts = pc.value_counts(array)
-    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    found = pc.is_in(array, value_set=repeated).to_numpy(zero_copy_only=False)
-    return pd.Series(found, index=values.index, dtype=bool) & values.notna()
+    ``notna() & duplicated(keep=False)`` in one Arrow hash pass (``key_codes``) and a count."""
+    (codes,) = key_codes(values)
+    return pd.Series(occurrences(codes, codes) > 1, index=values.index, dtype=bool)
+
+
+def key_codes(*columns: pd.Series) -> list[np.ndarray]:
+    """One integer per distinct value over all ``columns`` together (equal text, equal code), -1 where missing.
+
+    A single hash pass over every value (Arrow's dictionary encoding); afterwards every
+    membership test, count or lookup on these keys is array indexing, not another hash.
+    """
+    lengths = [len(column) for column in columns]
+    chunks = [chunk for column in columns for chunk in _chunks(column)]
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks, type=pa.large_string()))
+    indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], type=pa.int32())
+    flat = indices.fill_null(-1).to_numpy().astype(np.int64, copy=False)
+    return np.split(flat, np.cumsum(lengths)[:-1])
+
+
+def occurrences(codes: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """For each of ``codes``: how many times ``among`` holds it (0 for -1, a missing value)."""
+    size = max(int(codes.max(initial=-1)), int(among.max(initial=-1))) + 1
+    counts = np.bincount(among[among >= 0], minlength=size)
+    return np.append(counts, 0)[codes]  # -1 reads the appended 0
+
+
+def trimmed(values: pd.Series) -> pd.Series:
+    """``values.str.strip()`` as text, sharing ``values``' memory when nothing needed trimming."""
+    text = values.astype("string")
+    stripped = text.str.strip()
+    return text if _same(stripped, text) else stripped
+
+
+def lowered(text: pd.Series) -> pd.Series:
+    """``text.str.lower()``, sharing ``text``'s memory when nothing was upper-case."""
+    folded = text.str.lower()
+    return text if _same(folded, text) else folded
+
+
+def _same(a: pd.Series, b: pd.Series) -> bool:
+    """Equal text at every position (``a`` is ``b`` transformed value by value: missing in the same places)."""
+    if a.isna().sum() != b.isna().sum():
+        return False
+    return pc.all(pc.equal(_arrow(a), _arrow(b))).as_py() is not False
+
+
+def blank_as_missing(text: pd.Series) -> pd.Series:
+    """``text.mask(text == "")``, without a copy when nothing is blank."""
+    blank = text == ""
+    return text.mask(blank) if blank.any() else text
 
 
 def new_internal_id() -> str:

@@ -27,8 +27,16 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from identity_sync.identity import ColumnLimit, email_keys, limit_refusals, member_of, positions_in, shared_values
-from identity_sync.matching import normalise
+from identity_sync.identity import (
+    ColumnLimit,
+    email_keys,
+    key_codes,
+    limit_refusals,
+    member_of,
+    occurrences,
+    shared_values,
+)
+from identity_sync.matching import email_link_refusals, normalise
 
 CATEGORIES = (
     "relink",
@@ -171,6 +179,27 @@ class _Issues:
         return _stack(self.parts, SYNC_ISSUE_DTYPES)
 
 
+class _SharedEmails:
+    """Whether another pool user holds the same ``email_norm`` (``pool_email_shared``), asked only for the
+    users whose e-mail matters: those without the attribute, new ones, and those whose e-mail changes (in a
+    nightly run, nobody). For a few users it counts among the pool users holding their e-mails only; for
+    many it counts every pool e-mail once."""
+
+    def __init__(self, emails: pd.Series) -> None:
+        self.emails = emails
+        self.repeated: pd.Series | None = None  # every e-mail several pool users hold, once counted
+
+    def __call__(self, emails: pd.Series) -> np.ndarray:
+        if not len(emails):
+            return np.zeros(0, dtype=bool)
+        if self.repeated is None and len(emails) * 8 < len(self.emails):
+            counts = self.emails[member_of(self.emails, emails).to_numpy()].value_counts()
+            return (emails.map(counts).fillna(0) > 1).to_numpy(dtype=bool)
+        if self.repeated is None:
+            self.repeated = self.emails[shared_values(self.emails).to_numpy()]
+        return member_of(emails, self.repeated).to_numpy()
+
+
 def plan_changes(
     pool: pd.DataFrame,
     table: pd.DataFrame,
@@ -184,19 +213,20 @@ def plan_changes(
     """
     if stale_policy not in ("keep", "clear"):
         raise ValueError(f"stale_policy must be keep or clear, got {stale_policy!r}")
-    p, t = normalise(pool, table)
-    issues = _Issues()
+    p, t = normalise(pool, table, pool_wide=False)
+    issues, shared = _Issues(), _SharedEmails(p["email_norm"])
     linked, absent = _link_by_id(p, t, issues)
-    by_email = _fall_back_by_email(p, t, linked, issues)
-    changes = _propose_changes(linked, by_email, issues)
-    matched = pd.concat([linked[["sub", "UserID"]], by_email[["sub", "UserID"]]], ignore_index=True)
+    by_email = _fall_back_by_email(p, t, linked, issues, shared)
+    changes = _propose_changes(linked, by_email, t, issues, shared)
+    matched = [linked[["sub", "UserID"]], by_email[["sub", "UserID"]]]  # kept apart: no copy of a million subs
     sizes = {"pool_users": len(p), "table_rows": len(t), "needs_backfill": len(by_email)}
     del linked, by_email  # the widest frames of the plan: released as soon as they are used
-    inserts = _propose_inserts(absent, issues)
+    inserts = _propose_inserts(absent, issues, shared)
     del absent
     changes, inserts = _demote_unstorable(changes, inserts, column_limits or {}, issues)
     changes, inserts = _demote_collisions(t, changes, inserts, issues)
-    stale = _classify_rows(p, t, matched["UserID"], issues)
+    matched_rows = np.concatenate([part["UserID"].to_numpy() for part in matched])
+    stale = _classify_rows(p, t, pd.Series(matched_rows, dtype=t["UserID"].dtype), issues)
     del p, t
     if stale_policy == "clear":
         cleared = pd.Series(pd.NA, index=stale.index, dtype="string")
@@ -208,53 +238,91 @@ def plan_changes(
     metrics = {
         "pool_users": sizes["pool_users"],
         "table_rows": sizes["table_rows"],
-        "matched_pool_users": len(matched),
+        "matched_pool_users": len(matched_rows),
         "cognito_id_changes": int((changes["column"] == "CognitoID").sum()),
         "needs_backfill": sizes["needs_backfill"],
         "rows_to_write": int(changes["UserID"].nunique() + len(inserts)),
     }
-    counts = _count(changes, inserts, issue_frame, matched["sub"], len(stale))
+    counts = _count(changes, inserts, issue_frame, [part["sub"] for part in matched], len(stale))
     return Plan(changes=changes, inserts=inserts[INSERT_COLUMNS], issues=issue_frame, counts=counts, metrics=metrics)
 
 
+def _rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
+    """``frame[mask]`` (``mask`` of ``frame``'s rows, no missing), without a copy when every row is kept or
+    none is (a nightly run keeps all or nothing at nearly every stage). No stage modifies a frame in place."""
+    keep = mask.to_numpy(dtype=bool) if isinstance(mask, pd.Series) else np.asarray(mask, dtype=bool)
+    if keep.all():
+        return frame
+    return frame[keep] if keep.any() else frame.iloc[:0]
+
+
+def _take(values: pd.Series, positions: np.ndarray) -> pd.Series:
+    return pd.Series(values.array.take(positions))
+
+
+def _from_rows(frame: pd.DataFrame, t: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with the table's ``columns`` of each entry's row (``frame["row"]``, a position in ``t``)."""
+    positions = frame["row"].to_numpy()
+    return frame.assign(**{column: t[column].array.take(positions) for column in columns})
+
+
 def _link_by_id(p: pd.DataFrame, t: pd.DataFrame, issues: _Issues) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stage: users carrying a usable id, each with the one row holding it (linked) or none (absent)."""
-    issues.add(p[p["has_attr"] & p["iid"].isna()], "conflict", SYNC_REASON["invalid_id"])
-    pool_iid_shared = shared_values(p["iid"])
-    issues.add(p[pool_iid_shared], "conflict", SYNC_REASON["duplicate_id"], claim_by="iid")
-    row_iid_shared = shared_values(t["iid"])
-    on_shared_rows = member_of(p["iid"], t.loc[row_iid_shared, "iid"]) & ~pool_iid_shared
-    issues.add(p[on_shared_rows], "conflict", SYNC_REASON["duplicate_row_id"], claim_by="iid")
-    usable = p["iid"].notna() & ~pool_iid_shared & ~on_shared_rows
-    keyed = p[usable]
-    rows = t.loc[~row_iid_shared, [*TABLE_COLUMNS, "iid", "email_norm"]]  # each id on one row at most
-    row = positions_in(keyed["iid"], rows["iid"])
-    users = keyed.loc[row >= 0, ["sub", "username", "raw_id", "iid", "email", "email_norm", "pool_email_shared"]]
-    their_rows = rows.iloc[row[row >= 0], :-1].set_axis(users.index).drop(columns="iid")
-    linked = users.join(their_rows.assign(email_norm_row=rows["email_norm"].iloc[row[row >= 0]].values))
-    return linked.reset_index(drop=True), keyed[row < 0]
+    """Stage: users carrying a usable id, each with the one row holding it (linked) or none (absent).
+
+    ``linked`` holds the row's position (``row``), UserID, CognitoID and normalised e-mail
+    (``email_norm_row``); the row's other values are taken by position where a change needs them.
+    """
+    issues.add(_rows(p, p["has_attr"] & p["iid"].isna()), "conflict", SYNC_REASON["invalid_id"])
+    pool_code, row_code = key_codes(p["iid"], t["iid"])  # one hash pass over both sides' ids
+    pool_iid_shared = occurrences(pool_code, pool_code) > 1
+    issues.add(_rows(p, pool_iid_shared), "conflict", SYNC_REASON["duplicate_id"], claim_by="iid")
+    row_iid_shared = occurrences(row_code, row_code) > 1
+    on_shared_rows = (occurrences(pool_code, row_code) > 1) & ~pool_iid_shared
+    issues.add(_rows(p, on_shared_rows), "conflict", SYNC_REASON["duplicate_row_id"], claim_by="iid")
+    usable = (pool_code >= 0) & ~pool_iid_shared & ~on_shared_rows
+    single = np.flatnonzero((row_code >= 0) & ~row_iid_shared)  # each id on one row at most
+    row_of_code = np.full(max(int(pool_code.max(initial=-1)), int(row_code.max(initial=-1))) + 2, -1)
+    row_of_code[row_code[single]] = single  # the last slot stays -1: where a missing id (-1) looks
+    row = row_of_code[pool_code]
+    found = usable & (row >= 0)
+    users, rows = _rows(p, found), row[found]
+    linked = pd.DataFrame(
+        {
+            **{c: users[c].values for c in ["sub", "username", "raw_id", "email", "email_norm"]},
+            "row": rows,
+            "UserID": t["UserID"].array.take(rows),
+            "CognitoID": t["CognitoID"].array.take(rows),
+            "email_norm_row": t["email_norm"].array.take(rows),
+        }
+    )
+    return linked, _rows(p, usable & (row < 0))
 
 
-def _fall_back_by_email(p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+def _fall_back_by_email(
+    p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, issues: _Issues, shared_emails: _SharedEmails
+) -> pd.DataFrame:
     """Stage: users without the attribute, each on the one row with its e-mail, if it may have it."""
-    bare = p[~p["has_attr"]]
-    issues.add(bare[bare["email_norm"].isna()], "unlinked", SYNC_REASON["unlinked_no_email"])
-    bare = bare[bare["email_norm"].notna()]
-    shared = bare["pool_email_shared"]
-    issues.add(bare[shared], "conflict", SYNC_REASON["pool_email_shared"], claim_by="email_norm")
-    bare = bare[~shared]
+    bare = _rows(p, ~p["has_attr"])
+    issues.add(_rows(bare, bare["email_norm"].isna()), "unlinked", SYNC_REASON["unlinked_no_email"])
+    bare = _rows(bare, bare["email_norm"].notna())
+    shared = shared_emails(bare["email_norm"])
+    issues.add(_rows(bare, shared), "conflict", SYNC_REASON["pool_email_shared"], claim_by="email_norm")
+    bare = _rows(bare, ~shared)
     # Count rows per e-mail among the rows that hold one of these e-mails only (few, after the backfill).
-    candidates = t["email_norm"][member_of(t["email_norm"], bare["email_norm"])]
+    candidate = member_of(t["email_norm"], bare["email_norm"]).to_numpy()
+    candidates = t["email_norm"][candidate]
     matches = bare["email_norm"].map(candidates.value_counts()).fillna(0).astype(int)
-    issues.add(bare[matches == 0], "unlinked", SYNC_REASON["unlinked_no_row"])
-    issues.add(bare[matches > 1], "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
-    rows = t[[*TABLE_COLUMNS, "email_norm", "iid"]]
-    by_email = bare[matches == 1].drop(columns="iid").merge(rows, on="email_norm", how="inner")
+    issues.add(_rows(bare, matches == 0), "unlinked", SYNC_REASON["unlinked_no_row"])
+    issues.add(_rows(bare, matches > 1), "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
+    rows = t.loc[candidate, [*TABLE_COLUMNS, "email_norm", "iid"]].assign(row=np.flatnonzero(candidate))
+    bare = _rows(bare, matches == 1)
+    bare = bare.assign(email_refusal=email_link_refusals(bare)).drop(columns="iid")
+    by_email = bare.merge(rows, on="email_norm", how="inner")
     # A user already on its row (the row holds its sub) takes nothing over, whatever its status.
     refused = by_email["email_refusal"].notna() & by_email["CognitoID"].ne(by_email["sub"]).fillna(True)
     why = by_email.loc[refused, "email_refusal"].map(SYNC_REASON["email_refused"].format)
-    issues.add(by_email[refused], "conflict", why)  # names its row: never stale
-    by_email = by_email[~refused]
+    issues.add(_rows(by_email, refused), "conflict", why)  # names its row: never stale
+    by_email = _rows(by_email, ~refused)
     # A row is not free for the fallback if a pool user claims it by id (even one in conflict),
     # or if it holds another live pool user's sub: re-pointing it would hand that person's row over.
     taken = (
@@ -262,8 +330,8 @@ def _fall_back_by_email(p: pd.DataFrame, t: pd.DataFrame, linked: pd.DataFrame, 
         | member_of(by_email["iid"], p["iid"])
         | (member_of(by_email["CognitoID"], p["sub"]) & by_email["CognitoID"].ne(by_email["sub"]).fillna(False))
     )
-    issues.add(by_email[taken], "conflict", SYNC_REASON["row_taken"])
-    return by_email[~taken]
+    issues.add(_rows(by_email, taken), "conflict", SYNC_REASON["row_taken"])
+    return _rows(by_email, ~taken)
 
 
 def _change(
@@ -285,13 +353,17 @@ def _change(
     )
 
 
-def _propose_changes(linked: pd.DataFrame, by_email: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+def _propose_changes(
+    linked: pd.DataFrame, by_email: pd.DataFrame, t: pd.DataFrame, issues: _Issues, shared_emails: _SharedEmails
+) -> pd.DataFrame:
     """Stage: relinks and e-mail updates of linked rows, CognitoIDs of e-mail fallbacks."""
-    relinks = linked[linked["CognitoID"].ne(linked["sub"]).fillna(True)]
+    relinks = _from_rows(_rows(linked, linked["CognitoID"].ne(linked["sub"]).fillna(True)), t, ["InternalUserID"])
     email_differs = linked["email_norm"].notna() & linked["email_norm"].ne(linked["email_norm_row"]).fillna(True)
-    issues.add(linked[email_differs & linked["pool_email_shared"]], "conflict", SYNC_REASON["pool_email_shared"])
-    email_updates = linked[email_differs & ~linked["pool_email_shared"]]
-    fallbacks = by_email[by_email["CognitoID"].ne(by_email["sub"]).fillna(True)]
+    differing = _rows(linked, email_differs)
+    shared = shared_emails(differing["email_norm"])
+    issues.add(_rows(differing, shared), "conflict", SYNC_REASON["pool_email_shared"])
+    email_updates = _from_rows(_rows(differing, ~shared), t, ["InternalUserID", "Email"])
+    fallbacks = _rows(by_email, by_email["CognitoID"].ne(by_email["sub"]).fillna(True))
     parts = [
         _change(relinks, "CognitoID", relinks["CognitoID"], relinks["sub"], "relink"),
         _change(email_updates, "Email", email_updates["Email"], email_updates["email"], "email_update"),
@@ -300,10 +372,11 @@ def _propose_changes(linked: pd.DataFrame, by_email: pd.DataFrame, issues: _Issu
     return _stack(parts, CHANGE_DTYPES)
 
 
-def _propose_inserts(absent: pd.DataFrame, issues: _Issues) -> pd.DataFrame:
+def _propose_inserts(absent: pd.DataFrame, issues: _Issues, shared_emails: _SharedEmails) -> pd.DataFrame:
     """Stage: a new row for each user whose id no row holds, unless its e-mail is another user's too."""
-    issues.add(absent[absent["pool_email_shared"]], "conflict", SYNC_REASON["pool_email_shared"])
-    new = absent[~absent["pool_email_shared"]]
+    shared = shared_emails(absent["email_norm"])
+    issues.add(_rows(absent, shared), "conflict", SYNC_REASON["pool_email_shared"])
+    new = _rows(absent, ~shared)
     frame = pd.DataFrame(
         {
             "InternalUserID": new["iid"].values,
@@ -394,8 +467,8 @@ def _classify_rows(p: pd.DataFrame, t: pd.DataFrame, linked_rows: pd.Series, iss
     """Stage: rows no user is linked to, whose CognitoID is no pool user's sub, and no conflict names.
     A row that a user in conflict claims (by id or e-mail) is a conflict with that user's reason;
     the others are stale."""
-    free = t[~t["UserID"].isin(linked_rows) & ~t["UserID"].isin(issues.named_rows())]
-    stale = free[free["CognitoID"].notna() & ~member_of(free["CognitoID"], p["sub"])]
+    free = _rows(t, ~t["UserID"].isin(linked_rows) & ~t["UserID"].isin(issues.named_rows()))
+    stale = _rows(free, free["CognitoID"].notna() & ~member_of(free["CognitoID"], p["sub"]))
     sub = pd.Series(pd.NA, index=stale.index, dtype="string")
     reason = pd.Series(pd.NA, index=stale.index, dtype="string")
     for key, claims in issues.claims:
@@ -409,7 +482,7 @@ def _classify_rows(p: pd.DataFrame, t: pd.DataFrame, linked_rows: pd.Series, iss
 
 
 def _count(
-    changes: pd.DataFrame, inserts: pd.DataFrame, issues: pd.DataFrame, matched: pd.Series, stale_rows: int
+    changes: pd.DataFrame, inserts: pd.DataFrame, issues: pd.DataFrame, matched: list[pd.Series], stale_rows: int
 ) -> dict[str, int]:
     """Per category: changes, inserts and reported issues; stale rows; matched users left alone."""
     counts = dict.fromkeys(CATEGORIES, 0)
@@ -419,5 +492,5 @@ def _count(
     counts["insert"] = len(inserts)
     counts["stale"] = stale_rows
     touched = pd.concat([changes["sub"], issues.loc[issues["category"] == "conflict", "sub"]], ignore_index=True)
-    counts["unchanged"] = int((~member_of(matched, touched)).sum())
+    counts["unchanged"] = sum(int((~member_of(subs, touched)).sum()) for subs in matched)
     return counts

@@ -39,8 +39,9 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import pandas as pd
+import pyarrow.parquet as pq
 
-from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, Plan
+from identity_sync.reconcile import CHANGE_COLUMNS, INSERT_COLUMNS, SYNC_ISSUE_COLUMNS, SYNC_ISSUE_DTYPES, Plan
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,14 @@ class RunFiles:
     def write_parquet(self, name: str, frame: pd.DataFrame) -> str:
         return self.write_bytes_with(name, lambda handle: frame.to_parquet(handle, index=False))
 
-    def read_parquet(self, name: str) -> pd.DataFrame:
+    def read_parquet(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The frame saved as ``name``; only ``columns`` (those of them it has) when given."""
         with self.path(name).open("rb") as handle:
-            return pd.read_parquet(handle)
+            if columns is not None:
+                present = set(pq.read_schema(handle).names)
+                handle.seek(0)
+                columns = [column for column in columns if column in present]
+            return pd.read_parquet(handle, columns=columns)
 
     def write_text(self, name: str, text: str, *, replace: bool = True) -> str:
         return self.write_bytes_with(name, lambda handle: handle.write(text.encode("utf-8")), replace=replace)
@@ -196,12 +202,18 @@ class RunFiles:
         summary = {"counts": plan.counts, "metrics": plan.metrics, "mode": mode}
         self.write_text("plan/counts.json", json.dumps(summary, sort_keys=True))
 
-    def load_plan(self) -> Plan:
+    def load_plan(self, *, issues: bool = True) -> Plan:
+        """The saved plan. ``issues=False`` (the apply: it writes changes and inserts, never issues) leaves
+        ``plan/issues.parquet`` unread and gives an empty issues frame."""
         summary = json.loads(self.read_text("plan/counts.json"))
         return Plan(
-            changes=self.read_parquet("plan/changes.parquet").reindex(columns=CHANGE_COLUMNS),
-            inserts=self.read_parquet("plan/inserts.parquet").reindex(columns=INSERT_COLUMNS),
-            issues=self.read_parquet("plan/issues.parquet").reindex(columns=SYNC_ISSUE_COLUMNS),
+            changes=self.read_parquet("plan/changes.parquet", CHANGE_COLUMNS).reindex(columns=CHANGE_COLUMNS),
+            inserts=self.read_parquet("plan/inserts.parquet", INSERT_COLUMNS).reindex(columns=INSERT_COLUMNS),
+            issues=(
+                self.read_parquet("plan/issues.parquet", SYNC_ISSUE_COLUMNS).reindex(columns=SYNC_ISSUE_COLUMNS)
+                if issues
+                else pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in SYNC_ISSUE_DTYPES.items()})
+            ),
             counts=summary["counts"],
             metrics=summary["metrics"],
         )

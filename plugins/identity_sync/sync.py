@@ -28,8 +28,9 @@ from identity_sync.config import ConfigError, Settings
 from identity_sync.extract import extract_pool
 from identity_sync.guards import RefusedError, guard_refusals, tripped_guards
 from identity_sync.identity import ColumnLimit
+from identity_sync.matching import POOL_INPUT_COLUMNS
 from identity_sync.pool_checks import check_pool
-from identity_sync.reconcile import Plan, plan_changes
+from identity_sync.reconcile import TABLE_COLUMNS, Plan, plan_changes
 from identity_sync.report import counts_table, write_changes_report, write_frame_report, write_plan_reports
 from identity_sync.runfiles import RunFiles, enforce_retention
 from identity_sync.sync_records import Applied, Approved, Planned, RunContext, RunSummary, Snapshot
@@ -99,7 +100,8 @@ def plan_step(settings: Settings, snapshot: Snapshot, run: RunContext) -> Planne
     """Diff the snapshots; save the plan, its report (``plan.csv.gz``: not a record of writes) and the run record."""
     env, files, mode = settings.environment(snapshot.environment), RunFiles(snapshot.files), run.mode
     limits = {name: ColumnLimit(**limit) for name, limit in json.loads(files.read_text(COLUMN_LIMITS_FILE)).items()}
-    pool, table = files.read_parquet("pool.parquet"), files.read_parquet("table.parquet")
+    pool = files.read_parquet("pool.parquet", columns=POOL_INPUT_COLUMNS)
+    table = files.read_parquet("table.parquet", columns=TABLE_COLUMNS)
     plan = plan_changes(pool, table, env.stale_cognito_ids, column_limits=limits)
     del pool, table
     files.save_plan(plan, mode=mode)
@@ -158,7 +160,7 @@ def apply_step(settings: Settings, approved: Approved, run: RunContext, *, try_n
             f"environment {env.name!r}: the saved plan is not the one {approved.approval!r} was given for "
             f"(digest {approved.digest[:12]}). Nothing was written."
         )
-    plan = files.load_plan()
+    plan = files.load_plan(issues=False)  # the apply writes changes and inserts; the issues stay in the report
     refusals = guard_refusals(plan, env, after_restore=mode.after_restore, allow_mass_change=mode.allow_mass_change)
     if refusals and approved.approval != "approved":
         raise RefusedError("; ".join(refusals) + ". Nothing was written.")

@@ -192,3 +192,18 @@ def test_save_and_load_an_empty_plan(tmp_path: Path) -> None:
     assert loaded.issues.empty
     assert loaded.counts == dict.fromkeys(CATEGORIES, 0)
     assert loaded.rows_to_write == 0
+
+
+def test_load_plan_for_the_apply_leaves_the_issues_unread(tmp_path: Path, plan: Plan) -> None:
+    files = RunFiles(f"file://{tmp_path}/run")
+    files.save_plan(plan)
+    Path(files.path("plan/issues.parquet").path).unlink()  # the apply must not need it
+
+    loaded = files.load_plan(issues=False)
+
+    pd.testing.assert_frame_equal(loaded.changes, plan.changes)
+    pd.testing.assert_frame_equal(loaded.inserts, plan.inserts)
+    assert loaded.issues.empty
+    assert list(loaded.issues.columns) == list(plan.issues.columns)
+    assert loaded.counts == plan.counts
+    assert loaded.metrics == plan.metrics
