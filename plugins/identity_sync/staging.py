@@ -1,7 +1,8 @@
 """Rows into the apply's temporary staging tables: in bulk where the server allows it.
 
-MySQL/MariaDB: ``LOAD DATA LOCAL INFILE`` from a tab-separated file that only its owner
-can read (mode 0600) and that is removed as soon as the server has read it. It needs
+MySQL/MariaDB: ``LOAD DATA LOCAL INFILE`` from a tab-separated stream that only its owner
+can read (a named pipe, mode 0600, filled while the client reads it) and that is removed as
+soon as the statement ends. It needs
 ``local_infile`` on the server and on the client (``MySQLdb.connect(local_infile=1)``;
 the Airflow connection's extra ``{"local_infile": true}``). Where either refuses, the
 rows go through ``executemany`` instead; the refusal is logged once per process.
@@ -9,9 +10,13 @@ rows go through ``executemany`` instead; the refusal is logged once per process.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
 import tempfile
+import threading
 from typing import Any
 
 import pandas as pd
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 EXECUTEMANY_BATCH = 50_000  # bounds the memory of the Python tuples, not the transaction
 # MariaDB 4166, MySQL 1148/3948: local infile disabled; client 2068: file request rejected.
 LOCAL_INFILE_REFUSED = {1148, 2068, 3948, 4166}
+PIPE_BYTES = 1 << 20  # the named pipe's buffer
 TSV_BATCH_ROWS = 65_536  # rows the plain writer formats at a time
 TSV_SLICE_ROWS = 100_000  # rows the escaping writer builds at a time
 _STRUCTURAL = (b"\\", b"\t", b"\n", b"\r", b"\0", b'"')
@@ -129,14 +135,22 @@ class Stager:
             cursor.executemany(insert_sql, db_rows(frame.iloc[start : start + EXECUTEMANY_BATCH]))
 
     def _load(self, cursor: Any, frame: pd.DataFrame, load_sql: str) -> None:
-        fd, path = tempfile.mkstemp(prefix="identity-sync-", suffix=".tsv")  # mode 0600
+        """LOAD DATA from a named pipe that a thread fills while the client sends it: writing the rows
+        and loading them overlap, and no copy of them lands on disk. The pipe is owner-only (0600,
+        in a 0700 folder) and removed when the statement ends."""
+        folder = tempfile.mkdtemp(prefix="identity-sync-")  # mode 0700
+        path = os.path.join(folder, "staged.tsv")
+        os.mkfifo(path, 0o600)
+        feeder = _Feeder(path, frame)
         try:
-            with os.fdopen(fd, "wb") as out:
-                write_tsv(frame, out)
+            feeder.start()
             cursor.execute(load_sql, (path,))
             loaded = cursor.rowcount
         finally:
+            feeder.finish()
             os.unlink(path)
+            os.rmdir(folder)
+        feeder.raise_failure()
         cursor.execute(self.warning_count_sql)
         warnings = cursor.fetchone()[0]
         if loaded != len(frame) or warnings:
@@ -144,6 +158,68 @@ class Stager:
             raise StagingError(
                 f"staging loaded {loaded} of {len(frame)} rows with {warnings} warnings; rolled back, nothing written"
             )
+
+
+class _Feeder(threading.Thread):
+    """Writes ``frame`` into the named pipe at ``path`` once the client opens it to read.
+
+    It never blocks on a pipe nobody opens (a server or client that refuses LOCAL INFILE never
+    does): it polls the open without blocking until ``finish``. A reader that stops early
+    (the statement failed) ends the writing with a broken pipe, which the statement's own error
+    or its row count reports.
+    """
+
+    def __init__(self, path: str, frame: pd.DataFrame) -> None:
+        super().__init__(name="identity-sync-staging", daemon=True)
+        self.path = path
+        self.frame = frame
+        self.done = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            fd = self._open()
+            if fd is None:
+                return
+            os.set_blocking(fd, True)
+            with contextlib.suppress(OSError):  # a bigger pipe: fewer hand-overs (Linux only)
+                fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+            with os.fdopen(fd, "wb") as out:
+                write_tsv(self.frame, out)
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # reported by raise_failure in the caller's thread
+            self.failure = exc
+
+    def _open(self) -> int | None:
+        while not self.done.is_set():
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            self.done.wait(0.001)
+        return None
+
+    def finish(self) -> None:
+        """Stop waiting for a reader; if still writing into a pipe no one reads any more, drain it."""
+        self.done.set()
+        self.join(timeout=1)
+        if not self.is_alive():
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while self.is_alive():
+                try:
+                    os.read(fd, PIPE_BYTES)
+                except BlockingIOError:
+                    self.join(timeout=0.01)
+        finally:
+            os.close(fd)
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise StagingError(f"writing the staged rows failed: {self.failure!r}") from self.failure
 
 
 def _log_refusal(exc: BaseException) -> None:
