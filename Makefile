@@ -32,7 +32,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Starts private MariaDB servers of its own (never the shared one); about 25 minutes. Never part of `make test`.
+# Starts private MariaDB servers of its own (never the shared one); about 23 minutes here (estimated
+# from per-part timings, meta.section_seconds in bench/results/latest.json). Never part of `make test`.
 bench: install
 	$(BIN)/python -m bench
 

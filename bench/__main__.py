@@ -38,6 +38,18 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--large-reps", type=int, help="runs of the product's cases at 1M users (default: --reps)")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-UPDATE floor at 1M users")
+    parser.add_argument(
+        "--floor-servers", default="production", help="servers the floor runs on (the 12 s goal's server)"
+    )
+    parser.add_argument(
+        "--per-row-sizes", default="1000000", help="sizes per-row runs at (its goals are at 1M; its sample is per link)"
+    )
+    parser.add_argument(
+        "--chain-extraction", action="store_true", help="also list the pool by one token chain (~45 s; no goal)"
+    )
+    parser.add_argument(
+        "--large-nightly-links", default="loopback", help="links of the nightly case at 1M users (its goal: loopback)"
+    )
     parser.add_argument("--reps", type=int, default=3, help="runs of every figure")
     parser.add_argument("--pool-users", type=int, default=20_000, help="users in the extraction pool")
     parser.add_argument("--list-users-rps", type=float, default=28.0, help="the sliced extraction's rate")
@@ -45,8 +57,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--render-partial", action="store_true", help="tables from a stopped run's partial.jsonl")
     parser.add_argument("--quick", action="store_true", help="5,000 users, one server, two links, one run each")
     args = parser.parse_args()
+    defaults = {name: parser.get_default(name) for name in vars(args)}
+    args.default_matrix = (
+        not args.quick and not args.render_partial and vars(args) == defaults
+    )  # what `make bench` runs
     if args.quick:
         args.sizes, args.servers, args.links, args.reps, args.pool_users = "5000", "stock", "loopback,0.5ms", 1, 3000
+        args.per_row_sizes, args.chain_extraction = args.sizes, True
     return args
 
 
@@ -64,13 +81,18 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     only = set(args.only or DEFAULT_SECTIONS)
     out: dict[str, Any] = {"meta": results.meta(args), "extraction": [], "backfill": [], "reconcile": []}
+    out["meta"]["default_matrix"] = args.default_matrix
+    seconds = out["meta"]["section_seconds"] = {}  # wall time of each part, to tell what a matrix costs
+    started = time.perf_counter()
     PARTIAL.write_text(json.dumps({"section": "meta", **out["meta"]}) + "\n")
     if "extraction" in only:
         print(f"[bench] extraction: {args.pool_users:,} users, {cognito.LATENCY * 1000:.0f} ms a call, 30 RPS quota")
         out["extraction"] = cognito.extraction(args.pool_users, rps=args.list_users_rps, slices=16, reps=args.reps)
-        out["extraction"] += cognito.extraction(args.pool_users, rps=30.0, slices=1, reps=1)
+        if args.chain_extraction:
+            out["extraction"] += cognito.extraction(args.pool_users, rps=30.0, slices=1, reps=1)
         with PARTIAL.open("a") as partial:
             partial.writelines(json.dumps({"section": "extraction", **r}) + "\n" for r in out["extraction"])
+        seconds["extraction"] = time.perf_counter() - started
     if "reconcile" in only:
         matrix = reconcile.Matrix(
             servers=args.servers.split(","),
@@ -80,10 +102,14 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             workdir=workdir,
             large_links=args.large_links.split(","),
             floor=not args.no_floor,
+            floor_servers=args.floor_servers.split(","),
+            per_row_sizes=[int(size) for size in args.per_row_sizes.split(",")],
+            large_nightly_links=args.large_nightly_links.split(","),
             large_reps=args.large_reps,
             partial=PARTIAL,
         )
         out["reconcile"] = reconcile.run(matrix)
+        seconds |= {f"reconcile: {part}": value for part, value in matrix.timings.items()}
     if "backfill" in only:
         print(f"[bench] backfill: {args.writes:,} attribute writes, 25 RPS quota")
         out["backfill"] = [cognito.backfill_writes(args.writes, rate=25.0) for _ in range(args.reps)]

@@ -6,10 +6,13 @@ link (loopback, +0.5 ms and +2 ms round trip), ``reps`` times:
 - post-restore: the extract, plan and apply tasks (bench/tasks.py) with the pool of the
   side the table is not on, so every CognitoID changes;
 - nightly: the same tasks with the pool of the side it is on, so nothing changes
-  (at ``LARGE`` users, on ``large_links`` only: a 1M case takes most of a minute);
-- floor (at ``LARGE`` users, loopback): the bare set-based UPDATE, with the unique index
-  and without it (bench/floor.py);
-- per-row: today's helper, one UPDATE per user, over the link. Over a slow link a
+  (at ``LARGE`` users, on ``large_nightly_links`` only: its goal is on loopback);
+- the product's cases at ``LARGE`` users run on ``large_links`` only: a 1M case takes
+  most of a minute;
+- floor (at ``LARGE`` users, loopback, on ``floor_servers``): the bare set-based UPDATE,
+  with the unique index and without it (bench/floor.py);
+- per-row (at ``per_row_sizes``; its goals are at 1M): today's helper, one UPDATE per
+  user, over the link. Its time per user hardly depends on the table's size. Over a slow link a
   million round trips take longer than the whole bench may, so per-row runs over a fixed
   sample of the pool (``PER_ROW_SAMPLE``, in listing order) on the full-size table, and
   its figure for every user is the sample's time scaled by users/sample, labelled so.
@@ -45,11 +48,24 @@ class Matrix:
     reps: int
     workdir: Path
     floor: bool = True  # at LARGE users: the bare UPDATE with and without the unique index
+    floor_servers: list[str] | None = None  # servers the floor runs on (None: every server)
+    per_row_sizes: list[int] | None = None  # sizes per-row runs at (None: every size)
+    large_nightly_links: list[str] | None = None  # links of the nightly case at LARGE users (None: large_links)
     large_links: list[str] | None = None  # product cases at LARGE users and above run on these links only
     large_reps: int | None = None  # runs of the product's cases at LARGE users (None: reps)
     partial: Path | None = None  # JSON lines, one per record, written as they come
     records: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per part of the matrix
     progress: bool = True
+
+    def timed(self, part: str, started: float) -> None:
+        self.timings[part] = self.timings.get(part, 0.0) + time.perf_counter() - started
+
+    def nightly_runs(self, users: int, link: str) -> bool:
+        return users < LARGE or self.large_nightly_links is None or link in self.large_nightly_links
+
+    def floor_runs(self, server: str) -> bool:
+        return self.floor and (self.floor_servers is None or server in self.floor_servers)
 
     def product_runs(self, users: int, link: str) -> bool:
         return users < LARGE or self.large_links is None or link in self.large_links
@@ -155,6 +171,8 @@ def _product_reps(matrix: Matrix, server: PrivateMariaDB, table: str, population
         side = other(side)
         matrix.add({**where, "case": "post-restore", "rep": rep, "quiesce_s": waited, **restore})
         matrix.note(f"{where['link']}: post-restore {restore['read_plan_apply']:.1f}s, {restore['rows_written']} rows")
+        if not matrix.nightly_runs(population.users, where["link"]):
+            continue
         waited = servers.quiesce(server)
         nightly = sync_case(server, settings, population, side, after_restore=False)
         matrix.add({**where, "case": "nightly", "rep": rep, "quiesce_s": waited, **nightly})
@@ -232,24 +250,37 @@ def run_server(matrix: Matrix, name: str, populations: dict[int, Population]) ->
 
 
 def _run_on(matrix: Matrix, name: str, populations: dict[int, Population], private: PrivateMariaDB) -> None:
+    started = time.perf_counter()
     with private as server:
         if name == matrix.servers[0]:
             warm_up(matrix, server)
+        matrix.timed(f"{name} start", started)
         for users, population in populations.items():
             table = f"bench_users_{users}"
             started = time.perf_counter()
             tasks.in_child(_load_task, server, table, population)
             matrix.note(f"{name}: {users:,} rows loaded in {time.perf_counter() - started:.0f}s")
+            matrix.timed(f"{name} {users} load", started)
             side = "prod"
             for link_name in matrix.links:
+                part = f"{name} {users} {link_name}"
+                started = time.perf_counter()
                 with servers.link(server, servers.LINKS[link_name]) as link:
+                    matrix.timed(f"{part} link", started)  # the delay proxy's start and calibration
                     tasks.set_connection(link["port"])
                     where = {"server": name, "users": users, "link": link_name, "link_rtt": link}
                     if matrix.product_runs(users, link_name):
+                        started = time.perf_counter()
                         side = _product_reps(matrix, server, table, population, side, where)
-                    if users >= LARGE and link_name == "loopback" and matrix.floor:
+                        matrix.timed(f"{part} product", started)
+                    if users >= LARGE and link_name == "loopback" and matrix.floor_runs(name):
+                        started = time.perf_counter()
                         side = _floor_reps(matrix, server, table, population, side, where)
-                    _per_row_reps(matrix, server, link["port"], table, population, side, where)
+                        matrix.timed(f"{part} floor", started)
+                    if matrix.per_row_sizes is None or users in matrix.per_row_sizes:
+                        started = time.perf_counter()
+                        _per_row_reps(matrix, server, link["port"], table, population, side, where)
+                        matrix.timed(f"{part} per-row", started)
             conn = servers.admin(server)
             conn.cursor().execute(f"DROP TABLE `{table}`")
             conn.close()
@@ -261,6 +292,7 @@ def run(matrix: Matrix) -> list[dict[str, Any]]:
         folder = matrix.workdir / f"population-{users}"
         started = time.perf_counter()
         tasks.in_child(_build_task, users, folder)
+        matrix.timed(f"build {users}", started)
         populations[users] = Population(users, folder)
         matrix.note(f"{users:,} users built in {time.perf_counter() - started:.0f}s")
     for name in matrix.servers:

@@ -141,8 +141,12 @@ def ratio(
     }
 
 
-def _goal(name: str, measured: str, reached: bool | None) -> dict[str, Any]:
-    return {"goal": name, "measured": measured, "reached": reached}
+def _goal(name: str, measured: str, reached: bool | None, not_judged: str | None = None) -> dict[str, Any]:
+    """``not_judged``: why a goal is not judged (reached None), when the reason is not "not measured at 1M"."""
+    goal = {"goal": name, "measured": measured, "reached": reached}
+    if not_judged:
+        goal["not_judged"] = not_judged
+    return goal
 
 
 def _fmt(figure: dict[str, float] | None, spec: str = ".1f", unit: str = " s") -> str:
@@ -226,9 +230,25 @@ def goals(out: dict[str, Any]) -> list[dict[str, Any]]:
         result.append(
             _goal("extraction >= 93% of the 30 RPS quota, 0 failed calls", measured, share >= 0.93 and not failed)
         )
-    minutes = out["meta"]["total_seconds"] / 60
-    result.append(_goal(f"the bench within {GOAL_MINUTES} minutes", f"{minutes:.1f} min", minutes <= GOAL_MINUTES))
     if users != 1_000_000:
-        for goal in result[:-1]:
+        for goal in result:
             goal["reached"] = None  # the goals are about 1M users: a smaller run only shows the harness works
+    sliced_goal = next((g for g in result if g["goal"].startswith("extraction")), None)
+    if sliced_goal and len(sliced) >= 3:  # the listing's goal owes nothing to the reconcile sizes
+        sliced_goal["reached"] = share >= 0.93 and not failed
+    elif sliced_goal:
+        sliced_goal["reached"], sliced_goal["not_judged"] = None, "not judged (fewer than 3 runs)"
+    meta = out["meta"]
+    minutes = meta["total_seconds"] / 60
+    if meta.get("default_matrix") and not meta.get("stopped_early"):
+        result.append(_goal(f"the bench within {GOAL_MINUTES} minutes", f"{minutes:.1f} min", minutes <= GOAL_MINUTES))
+    else:
+        result.append(
+            _goal(
+                f"the bench within {GOAL_MINUTES} minutes",
+                f"{minutes:.1f} min for this run, which is not the whole default matrix",
+                None,
+                "not shown (only the full `make bench` matrix can show it)",
+            )
+        )
     return result

@@ -127,7 +127,7 @@ def extraction_table(records: list[dict[str, Any]]) -> str:
 def goals_table(goals: list[dict[str, Any]]) -> str:
     verdict = {True: "reached", False: "**NOT reached**", None: "not judged (not measured at 1M)"}
     lines = ["| goal | measured: median [min-max] | |", "|---|---|---|"]
-    lines += [f"| {g['goal']} | {g['measured']} | {verdict[g['reached']]} |" for g in goals]
+    lines += [f"| {g['goal']} | {g['measured']} | {g.get('not_judged') or verdict[g['reached']]} |" for g in goals]
     return "\n".join(lines)
 
 
