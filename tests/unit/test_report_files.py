@@ -218,3 +218,47 @@ def test_a_failed_write_to_an_object_store_leaves_no_object(monkeypatch: pytest.
     with pytest.raises(RuntimeError):
         files.write_bytes_with("plan.csv.gz", explode)
     assert not files.exists("plan.csv.gz")
+
+
+def test_a_report_in_several_gzip_blocks_reads_as_one_csv(files: RunFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks are compressed on two threads as gzip members of their own: one header, every row once, in order."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from identity_sync import report
+
+    frame = pd.DataFrame(
+        {
+            "InternalUserID": pd.Series([f"id-{n:02d}" for n in range(10)], dtype="string"),
+            "UserID": pd.Series(range(10), dtype="int64"),
+            "new": pd.Series(["=cmd", None, "plain", *["x"] * 7], dtype="string"),
+        }
+    )
+    whole = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_pandas(report.safe_frame(frame), preserve_index=False),
+        whole,
+        write_options=pa_csv.WriteOptions(quoting_style="all_valid"),
+    )
+    monkeypatch.setattr(report, "CSV_BLOCK_ROWS", 3)
+    monkeypatch.setattr(report, "CSV_BLOCKS_AHEAD", 1)
+
+    write_frame_report(files, "blocks.csv.gz", frame)
+
+    raw = (_folder(files) / "blocks.csv.gz").read_bytes()
+    assert raw.count(b"\x1f\x8b\x08") >= 4  # four members: rows 0-2, 3-5, 6-8, 9
+    assert gzip.decompress(raw) == whole.getvalue()
+    read = read_csv_gz(files, "blocks.csv.gz")
+    assert list(read["InternalUserID"]) == [f"id-{n:02d}" for n in range(10)]
+    assert list(read["new"][:3]) == ["'=cmd", "", "plain"]
+
+
+def test_an_empty_report_in_blocks_is_its_header(files: RunFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    from identity_sync import report
+
+    monkeypatch.setattr(report, "CSV_BLOCK_ROWS", 3)
+    write_frame_report(files, "empty.csv.gz", pd.DataFrame({"a": pd.Series([], dtype="string")}))
+
+    assert gzip.decompress((_folder(files) / "empty.csv.gz").read_bytes()) == b'"a"\n'
