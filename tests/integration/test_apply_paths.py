@@ -10,6 +10,8 @@ same rows (AUTO_INCREMENT values included).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -366,3 +368,63 @@ def test_without_a_unique_index_on_a_written_key_the_careful_path_runs_alone(
 
     assert run["rows"] == MIXED_EXPECTED
     assert "savepoint" not in run["sent"] and "lock_staged_keys" in run["sent"]
+
+
+# -- the compare-and-set reads the current row, not a snapshot ----------------------------------
+
+
+def test_a_write_committed_while_the_optimistic_update_waits_for_its_row_is_drift_never_overwritten() -> None:
+    """Another session changes row 2's e-mail and holds it uncommitted; the apply's UPDATE waits for that
+    row, then compares with the committed value (a locking read), so the count is short: careful path,
+    drift, nothing written, the other session's value kept."""
+    table = TableUnderTest(mysql_connect, MYSQL, f"Users_{uuid.uuid4().hex[:12]}")
+    try:
+        seed_mixed(table)
+        plan = plan_for(table, MIXED_POOL, "clear")
+        other = mysql_connect()
+        other_cursor = other.cursor()
+        other_cursor.execute("START TRANSACTION")
+        other_cursor.execute(f"UPDATE {MYSQL.identifier(table.name)} SET Email = %s WHERE UserID = 2", ("app@x.org",))
+        errors: list[BaseException] = []
+        users = UsersTable(mysql_connect(), MYSQL, table.name, f"test.{table.name}")
+
+        def apply() -> None:
+            try:
+                users.apply(plan)
+            except BaseException as exc:
+                errors.append(exc)
+
+        applying = threading.Thread(target=apply)
+        applying.start()
+        wait_for_a_waiting_update(table.name)
+        other.commit()
+        applying.join(timeout=60)
+        users.connection.close()
+        other.close()
+
+        assert len(errors) == 1 and isinstance(errors[0], PlanDriftError), errors
+        assert "1 rows: Email changed" in str(errors[0])
+        rows = contents(table)
+        assert rows[1][3] == "app@x.org" and [r[2] for r in rows[:4]] == ["prod-sub-1", "sub-2", "sub-3", "prod-sub-4"]
+        assert len(rows) == 4  # the insert was rolled back with everything else
+    finally:
+        table.drop()
+
+
+def wait_for_a_waiting_update(name: str, timeout: float = 30) -> None:
+    watcher = mysql_connect()
+    try:
+        cursor = watcher.cursor()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND INFO LIKE %s",
+                ("UPDATE%", f"%{name}%"),
+            )
+            if cursor.fetchone()[0]:
+                time.sleep(0.2)  # it has started; give it time to reach row 2's lock
+                return
+            time.sleep(0.02)
+        raise AssertionError("the apply never reached its UPDATE")
+    finally:
+        watcher.close()
