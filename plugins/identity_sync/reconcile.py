@@ -441,21 +441,29 @@ def _demote_collisions(
                 continue  # nothing sets this column: nothing can collide (a nightly run with no change)
             if column not in held:
                 held[column] = norm(table[column]).reset_index(drop=True)
-            rows = position.get_indexer(changes.loc[mine, "UserID"])
-            final = held[column].copy()
-            final.iloc[rows] = norm(changes.loc[mine, "new"]).values
-            values = pd.concat([final, norm(inserts[column])], ignore_index=True)
-            set_here = np.zeros(len(values), dtype=bool)
-            set_here[rows] = True
-            set_here[len(final) :] = True
-            bad = set_here & shared_values(values).to_numpy()
-            if not bad.any():
+            setting = _rows(changes, mine)  # the whole frame when every change sets this column: no copy
+            rows = position.get_indexer(setting["UserID"])
+            # The column as it would end: each changed row holds its (last) change's value, the rest keep theirs.
+            ending = np.full(len(held[column]), -1)
+            ending[rows] = np.arange(len(rows))  # numpy leaves the last of repeated positions, as iloc does
+            replaced = ending >= 0
+            winners = ending[replaced]  # the change whose value each changed row ends with, in row order
+            # One hash pass over the values, no copy of a column; only the final values are counted.
+            kept, proposed, added = key_codes(
+                _rows(held[column], ~replaced), norm(setting["new"]), norm(inserts[column])
+            )
+            new = proposed[winners]
+            every = np.concatenate([kept, new, added])
+            times = np.zeros(len(rows), dtype=np.int64)
+            times[winners] = occurrences(new, every)
+            bad_changes = times[ending[rows]] > 1  # each change: is the value its row ends with held twice?
+            bad_inserts = occurrences(added, every) > 1
+            if not bad_changes.any() and not bad_inserts.any():
                 continue
             found = True
             reason = SYNC_REASON["cognito_collision" if column == "CognitoID" else "email_collision"]
             hit = np.zeros(len(changes), dtype=bool)
-            hit[np.flatnonzero(mine)[bad[rows]]] = True
-            bad_inserts = bad[len(final) :]
+            hit[np.flatnonzero(mine)[bad_changes]] = True
             issues.add(_change_users(changes[hit]), "conflict", reason)
             issues.add(_insert_users(inserts[bad_inserts]), "conflict", reason)
             changes = changes[~hit].reset_index(drop=True)
