@@ -451,6 +451,10 @@ class UsersTable:
         if not needed <= guarded:
             log.info("careful apply: no single-column unique index on %s", ", ".join(sorted(needed - guarded)))
             return False
+        unchanged = [column for column, frame in work.keys.items() if _sets_a_value_it_holds(frame)]
+        if unchanged:  # the careful path reports such a row as not written, as it always has
+            log.info("careful apply: a staged %s value equals its old value", ", ".join(unchanged))
+            return False
         likely = [column for column, frame in work.keys.items() if _takes_staged_values(frame)]
         if likely:
             log.info("careful apply: staged %s values are taken from other staged rows (swaps)", ", ".join(likely))
@@ -634,6 +638,13 @@ def _arrow_strings(values: pd.Series) -> pa.ChunkedArray:
 def _take_strings(values: pd.Series, rows: Any) -> pd.arrays.ArrowStringArray:
     """``values`` at positions ``rows``, as pandas' Arrow-backed ``string``."""
     return pd.arrays.ArrowStringArray(_arrow_strings(values).take(pa.array(rows, type=pa.int64())))
+
+
+def _sets_a_value_it_holds(frame: pd.DataFrame) -> bool:
+    """Whether a staged row's new value is its old value byte for byte (a plan never asks for that)."""
+    new, old = (pa.array(frame[name], from_pandas=True) for name in ("NewValue", "OldValue"))
+    same = pc.or_kleene(pc.equal(new, old), pc.and_(pc.is_null(new), pc.is_null(old)))
+    return bool(pc.any(pc.fill_null(same, False)).as_py())
 
 
 def _takes_staged_values(frame: pd.DataFrame) -> bool:

@@ -428,3 +428,23 @@ def wait_for_a_waiting_update(name: str, timeout: float = 30) -> None:
         raise AssertionError("the apply never reached its UPDATE")
     finally:
         watcher.close()
+
+
+def sets_the_value_it_holds(table: TableUnderTest) -> Any:
+    table.insert([(iid(1), "sub-1", "one@example.com"), (iid(2), "sub-2", "two@example.com")])
+    return hand_plan(
+        [
+            change(1, iid(1), "CognitoID", "sub-1", "sub-1"),  # nothing to change: a plan never asks this
+            change(2, iid(2), "CognitoID", "sub-2", "sub-2-dev"),
+        ]
+    )
+
+
+def test_a_change_to_the_value_a_row_holds_goes_the_careful_way_and_ends_as_it_always_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = both_ways(sets_the_value_it_holds, monkeypatch)
+
+    assert "savepoint" not in run["sent"]
+    assert run["got"][0] == "RuntimeError" and "1 rows written, 2 expected" in run["got"][1]
+    assert [r[2] for r in run["rows"]] == ["sub-1", "sub-2"]  # rolled back

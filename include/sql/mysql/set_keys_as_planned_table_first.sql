@@ -4,4 +4,3 @@ UPDATE {table} u STRAIGHT_JOIN {staged} s ON s.UserID = u.UserID
 SET u.{column} = s.NewValue
 WHERE CAST(u.InternalUserID AS BINARY) <=> CAST(s.ExpectedInternalUserID AS BINARY)
   AND CAST(u.{column} AS BINARY) <=> CAST(s.OldValue AS BINARY)
-  AND NOT (CAST(s.NewValue AS BINARY) <=> CAST(s.OldValue AS BINARY))
