@@ -310,14 +310,16 @@ def _fall_back_by_email(
     bare = _rows(bare, ~shared)
     # Count rows per e-mail among the rows that hold one of these e-mails only (few, after the backfill).
     candidate = member_of(t["email_norm"], bare["email_norm"]).to_numpy()
-    candidates = t["email_norm"][candidate]
+    candidates = _rows(t, candidate)["email_norm"]
     matches = bare["email_norm"].map(candidates.value_counts()).fillna(0).astype(int)
     issues.add(_rows(bare, matches == 0), "unlinked", SYNC_REASON["unlinked_no_row"])
     issues.add(_rows(bare, matches > 1), "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
-    rows = t.loc[candidate, [*TABLE_COLUMNS, "email_norm", "iid"]].assign(row=np.flatnonzero(candidate))
+    rows = _rows(t, candidate)[[*TABLE_COLUMNS, "email_norm", "iid"]].assign(row=np.flatnonzero(candidate))
     bare = _rows(bare, matches == 1)
     bare = bare.assign(email_refusal=email_link_refusals(bare)).drop(columns="iid")
     by_email = bare.merge(rows, on="email_norm", how="inner")
+    if not len(by_email):
+        return by_email  # nobody falls back (a nightly run): nothing to refuse or to find taken
     # A user already on its row (the row holds its sub) takes nothing over, whatever its status.
     refused = by_email["email_refusal"].notna() & by_email["CognitoID"].ne(by_email["sub"]).fillna(True)
     why = by_email.loc[refused, "email_refusal"].map(SYNC_REASON["email_refused"].format)
