@@ -147,6 +147,31 @@ def test_n_permits_over_time_t_never_exceed_rate_times_t_plus_catch_up_plus_one(
     assert min(gaps(granted)) >= 0.5 / rate - EPS
 
 
+class OversleepingTime(FakeTime):
+    """A sleep that returns ``late`` seconds after it should, once: a busy machine stalled the caller."""
+
+    def __init__(self, late: float, stall_at: int) -> None:
+        super().__init__(0.0)
+        self.late = late
+        self.stall_at = stall_at
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if len(self.sleeps) == self.stall_at:
+            self.now += self.late
+
+
+def test_a_caller_that_wakes_late_is_counted_when_its_call_goes() -> None:
+    """Its call and the next ones go out close together; a second later the permits keep that second within the rate."""
+    time = OversleepingTime(late=0.25, stall_at=5)
+    limiter = RateLimiter(10.0, clock=time.clock, sleep=time.sleep)
+    sent = []
+    for _ in range(40):
+        limiter.acquire()
+        sent.append(time.now)  # when the call goes out
+    assert max_in_one_second(sent) <= 10
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_late_callers_keep_the_average_pace(seed: int) -> None:
     """Callers late by up to 100 ms now and then: the permits still come at the configured rate on average."""
