@@ -32,8 +32,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Starts private MariaDB servers of its own (never the shared one); about 23 minutes here (estimated
-# from per-part timings, meta.section_seconds in bench/results/latest.json). Never part of `make test`.
+# Starts private MariaDB servers of its own (never the shared one); 19.4 minutes here at load 2-3
+# (2026-11-22, commit aa04b61; each part's wall time: meta.section_seconds in bench/results/latest.json).
+# Never part of `make test`.
 bench: install
 	$(BIN)/python -m bench
 
