@@ -171,9 +171,10 @@ def key_codes(*columns: pd.Series) -> list[np.ndarray]:
 
 def occurrences(codes: np.ndarray, among: np.ndarray) -> np.ndarray:
     """For each of ``codes``: how many times ``among`` holds it (0 for -1, a missing value)."""
-    size = max(int(codes.max(initial=-1)), int(among.max(initial=-1))) + 1
-    counts = np.bincount(among[among >= 0], minlength=size)
-    return np.append(counts, 0)[codes]  # -1 reads the appended 0
+    size = max(int(codes.max(initial=-1)), int(among.max(initial=-1))) + 2
+    counts = np.bincount(among + 1, minlength=size)  # shifted by one: slot 0 counts the missing
+    counts[0] = 0
+    return counts[codes + 1]
 
 
 def trimmed(values: pd.Series) -> pd.Series:
