@@ -3,8 +3,8 @@
 `TracedConnection` wraps a DB-API connection: every ``execute``/``executemany`` and every
 ``commit``/``rollback`` is recorded with its start and end, under the name of the
 ``include/sql`` file it came from. `apply_phases` then cuts the apply's wall time into
-stage (from the start up to the drift check), drift (the check), and update (the first
-write to the Users table through the commit). The product's code is untouched: the bench
+stage, drift, checks, update and fallback (``apply_phases``: the optimistic write's
+phases, or the careful path's after a refused optimistic write). The product's code is untouched: the bench
 hands it a wrapped connection through the hook it already uses.
 """
 
@@ -148,6 +148,10 @@ class TracedConnection:
 
 
 def _writes_users(item: Executed, table: str) -> bool:
+    """A write to ``table``: its SQL starts with it, or it is one of the product's key writes
+    (``set_keys*`` and ``clear_keys`` start with the staging table when the staged rows drive the join)."""
+    if item.name.startswith(("set_keys", "clear_keys", "insert_staged_rows")):
+        return True
     pattern = rf"\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+`?{re.escape(table)}`?[\s(]"
     return re.match(pattern, item.sql, re.I) is not None
 
@@ -162,21 +166,45 @@ def _is_collision_check(item: Executed) -> bool:
     return item.name.startswith(("held_by", "inserts_held", "planned_twice"))
 
 
-APPLY_PHASES = ("stage", "drift", "checks", "update")
+# fallback: an optimistic write the server refused (or that found drift), rolled back to its savepoint.
+APPLY_PHASES = ("stage", "drift", "checks", "update", "fallback")
+
+
+def _first(executed: list[Executed], name: str) -> Executed | None:
+    return next((item for item in executed if item.name == name), None)
 
 
 def apply_phases(trace: Trace, table: str, started: float, ended: float) -> dict[str, float]:
-    """stage / drift / checks / update seconds of one apply that ran from ``started`` to ``ended``.
+    """stage / drift / checks / update / fallback seconds of one apply that ran from ``started`` to ``ended``.
 
-    Each phase starts at the first statement of its kind: stage at the start (reading the
-    saved plan, building and loading the staging rows), drift at the first locking read
-    of the staged rows, checks at the first collision query, update at the first write to
-    ``table``; each ends where the next begins, update at ``ended``. A phase whose
-    statements never ran is 0 (a nightly run sends nothing at all).
+    The optimistic path (a ``savepoint``, then the compare-and-set writes): stage is everything
+    before the savepoint, update everything from it (the writes, the insert checks, the commit),
+    drift and checks are 0. When the server refused it (``rollback_to_savepoint``), that attempt
+    is ``fallback`` and the careful path after it is cut as the careful path alone is: drift at
+    the first locking read of the staged rows, checks at the first collision query, update at
+    the first write to ``table``; each ends where the next begins. A phase whose statements never
+    ran is 0 (a nightly run sends nothing at all).
     """
+    executed = trace.executed
+    savepoint = _first(executed, "savepoint")
+    rolled_back = _first(executed, "rollback_to_savepoint")
+    if savepoint is not None and rolled_back is None:
+        return {
+            "stage": savepoint.started - started,
+            "drift": 0.0,
+            "checks": 0.0,
+            "update": ended - savepoint.started,
+            "fallback": 0.0,
+        }
+    fallback = 0.0
+    careful_from = started
+    if savepoint is not None and rolled_back is not None:
+        fallback = rolled_back.ended - savepoint.started
+        executed = [item for item in executed if item.started >= rolled_back.ended]
+        careful_from = rolled_back.ended
     markers = (_is_drift_check, _is_collision_check, lambda item: _writes_users(item, table))
-    starts: list[float | None] = [started]
-    starts += [next((e.started for e in trace.executed if marker(e)), None) for marker in markers]
+    starts: list[float | None] = [careful_from]
+    starts += [next((e.started for e in executed if marker(e)), None) for marker in markers]
     starts.append(ended)
     for index in range(len(starts) - 2, 0, -1):  # an absent phase starts (and ends) where the next one does
         if starts[index] is None:
@@ -184,7 +212,9 @@ def apply_phases(trace: Trace, table: str, started: float, ended: float) -> dict
     bounds = [float(x) for x in starts if x is not None]
     for index in range(1, len(bounds)):
         bounds[index] = max(bounds[index], bounds[index - 1])
-    return {phase: bounds[k + 1] - bounds[k] for k, phase in enumerate(APPLY_PHASES)}
+    phases = {phase: bounds[k + 1] - bounds[k] for k, phase in enumerate(APPLY_PHASES[:4])}
+    phases["stage"] += careful_from - started - fallback  # staging before the savepoint stays stage
+    return {**phases, "fallback": fallback}
 
 
 def per_statement(trace: Trace) -> dict[str, dict[str, float]]:
