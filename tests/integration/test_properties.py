@@ -412,7 +412,9 @@ def check_fallback(pool: pd.DataFrame, table: pd.DataFrame, plan: Plan, after: p
         if (pd.notna(row["iid"]) and row["iid"] in keyed_ids and row["iid"] in row_ids_once) or other_live_sub:
             event("fallback refused: row taken")
             assert SYNC_REASON["row_taken"] in _conflict_reasons(plan, sub)
-            assert not taken_over, f"row {row['UserID']}, linked to another pool user, was re-pointed to {sub}"
+            # A row that held the user's sub before keeps it when nothing is written to it: not a takeover.
+            re_pointed = taken_over and row_sub != sub
+            assert not re_pointed, f"row {row['UserID']}, linked to another pool user, was re-pointed to {sub}"
             continue
         event("fallback expected")
         if taken_over:
@@ -491,6 +493,32 @@ def test_blank_pool_emails_do_not_break_apply() -> None:
         run_example(tut, [("sub-1", "", IDS[0], None), ("sub-2", " ", IDS[1], None)], [], "keep")
     finally:
         cleanup()
+
+
+def test_row_taken_that_already_holds_the_fallback_users_sub() -> None:
+    """Found by the properties on 2026-11-22: ann (no attribute) matches row 3 by e-mail and row 3
+    already holds ann's sub, but cy carries row 3's InternalUserID (row_taken), and cy's relink is
+    blocked because row 2 holds cy's sub (cognito_collision). Nothing is written to row 3, so it
+    still holds ann's sub: the oracle once called that a takeover. The product was right; the
+    check now asks whether the row was re-pointed."""
+    pool = [
+        ("sub-0", "ann@x.io", None, "Ada", "verified"),
+        ("sub-1", "bob@x.io", None, "Ada", "verified"),
+        ("sub-2", "cy@x.io", IDS[2], "Ada", "verified"),
+        ("sub-3", "dee@x.io", IDS[3], "Ada", "verified"),
+    ]
+    rows = [
+        (IDS[0], "prod-1", "bob@x.io"),
+        (IDS[1], "sub-2", "cy@x.io"),
+        (IDS[2], "sub-0", "ann@x.io"),
+        (IDS[3], "prod-0", "dee@x.io"),
+    ]
+    for policy in ("keep", "clear"):
+        tut, cleanup = _sqlite_table()
+        try:
+            run_example(tut, pool, rows, policy)
+        finally:
+            cleanup()
 
 
 @pytest.mark.mariadb
