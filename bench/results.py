@@ -226,7 +226,7 @@ def goals(out: dict[str, Any]) -> list[dict[str, Any]]:
     if sliced:
         share = min(r["quota_share"] for r in sliced)
         failed = sum(r["failed_calls"] for r in sliced)
-        measured = f"lowest of {len(sliced)} runs {share:.1%} of 30 RPS, {failed} failed calls"
+        measured = f"lowest of {len(sliced)} runs {share:.2%} of 30 RPS, {failed} failed calls"
         result.append(
             _goal("extraction >= 93% of the 30 RPS quota, 0 failed calls", measured, share >= 0.93 and not failed)
         )

@@ -115,7 +115,7 @@ def extraction_table(records: list[dict[str, Any]]) -> str:
             f"{r['seconds']:.1f}",
             str(r["calls"]),
             f"{r['rps']:.1f}",
-            f"{r['quota_share']:.1%}",
+            f"{r['quota_share']:.2%}",
             str(r["failed_calls"]),
             "every user, once" if r["complete"] else "INCOMPLETE",
         ]
