@@ -32,8 +32,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Starts private MariaDB servers of its own (never the shared one); 19.4 minutes here at load 2-3
-# (2026-11-22, commit aa04b61; each part's wall time: meta.section_seconds in bench/results/latest.json).
+# Starts private MariaDB servers of its own (never the shared one); 15.1 minutes on a quiet machine
+# here (2026-11-22, commit 5645b93), 19.4 at load 2-3; each part's wall time: meta.section_seconds
+# in bench/results/latest.json. Figures and goals: docs/performance.md.
 # Never part of `make test`.
 bench: install
 	$(BIN)/python -m bench
