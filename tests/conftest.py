@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,26 @@ class TableUnderTest:
     def drop(self) -> None:
         self.execute(f"DROP TABLE IF EXISTS {self.dialect.identifier(self.name)}")
         self._admin.close()
+
+
+class InBackground:
+    """``work()`` in a thread of its own, so that a test can hold it at a lock, act, and then read
+    what it raised (``join``): how the apply meets a concurrent writer, a crash or a kill."""
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(work,))
+        self._thread.start()
+
+    def _run(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def join(self, timeout: float = 60) -> list[BaseException]:
+        self._thread.join(timeout=timeout)
+        return self.errors
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from identity_sync.extract import records_frame
 from identity_sync.reconcile import Plan, plan_changes
 from identity_sync.sql import MYSQL, schema_statement, statement
 from identity_sync.table import UsersTable
+from tests.conftest import InBackground
 
 ROWS = 20_000
 NEW_USERS = 200
@@ -205,21 +205,11 @@ def test_server_killed_mid_apply_leaves_the_table_whole_and_shows_the_root_error
     before = snapshot(server, table)
     plan = make_plan(server, table)
     holder = GapHolder(server, table)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        users = users_table(server, table)
-        try:
-            users.apply(plan)
-        except BaseException as exc:
-            errors.append(exc)
-
-    applying = threading.Thread(target=run)
-    applying.start()
+    applying = InBackground(lambda: users_table(server, table).apply(plan))
     try:
         wait_until_insert_waits(server, table)
         server.kill(signal.SIGKILL)
-        applying.join(timeout=60)
+        errors = applying.join()
     finally:
         holder.release()
         if server.process is None:

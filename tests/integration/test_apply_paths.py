@@ -10,7 +10,7 @@ same rows (AUTO_INCREMENT values included).
 
 from __future__ import annotations
 
-import threading
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,12 +18,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from bench.tracing import Trace, TracedConnection, statement_names
 
 from identity_sync.apply_conflicts import reason
 from identity_sync.reconcile import Plan, plan_changes
-from identity_sync.sql import MYSQL, SQL_DIR, statements
+from identity_sync.sql import MYSQL
 from identity_sync.table import PlanDriftError, UniqueKeyViolationError, UsersTable
-from tests.conftest import TableUnderTest, mysql_connect
+from tests.conftest import InBackground, TableUnderTest, mysql_connect
 from tests.integration.test_load import (
     MIXED_EXPECTED,
     MIXED_POOL,
@@ -49,47 +50,6 @@ CAREFUL_ONLY = (
 )
 
 
-class RecordingCursor:
-    def __init__(self, cursor: Any, sent: list[str]) -> None:
-        self._cursor = cursor
-        self._sent = sent
-
-    def execute(self, sql: str, params: Any = ()) -> Any:
-        self._sent.append(sql)
-        return self._cursor.execute(sql, params)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
-class RecordingConnection:
-    """A DB-API connection that keeps the text of every statement its cursors send."""
-
-    def __init__(self, connection: Any) -> None:
-        self.__dict__.update(_connection=connection, sent=[])
-
-    def cursor(self) -> RecordingCursor:
-        return RecordingCursor(self._connection.cursor(), self.sent)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._connection, name, value)
-
-
-def statement_names(table: str) -> dict[str, str]:
-    """The text of every include/sql statement for ``table`` (each key column where it has one) -> its name."""
-    names = {}
-    for path in sorted({*SQL_DIR.glob("*.sql"), *(SQL_DIR / "mysql").glob("*.sql")}):
-        lists = range(1, 6) if "{ids}" in path.read_text() else [0]  # ``IN (...)`` of up to 5 ids
-        for column in (None, "CognitoID", "Email"):
-            for ids in lists:
-                for text in statements(path.stem, MYSQL, table, column=column, ids=ids):
-                    names.setdefault(text, path.stem)
-    return names
-
-
 def plan_for(table: TableUnderTest, users_pool: pd.DataFrame, stale_policy: str = "keep") -> Plan:
     users = table.users_table()
     try:
@@ -98,9 +58,9 @@ def plan_for(table: TableUnderTest, users_pool: pd.DataFrame, stale_policy: str 
         users.connection.close()
 
 
-def names_sent(connection: RecordingConnection, table: str) -> list[str]:
-    known = statement_names(table)
-    return [known.get(sql, " ".join(sql.split()[:2])) for sql in connection.sent]
+def names_sent(trace: Trace) -> list[str]:
+    """The include/sql file of each statement sent (bench/tracing's names without ``[column]`` or ``#n``)."""
+    return [re.sub(r"(\[\w+\]|#\d+)$", "", item.name) for item in trace.executed]
 
 
 Scenario = Callable[[TableUnderTest], Any]  # seeds the table, returns the plan (after any drift it makes)
@@ -111,8 +71,9 @@ def outcome(scenario: Scenario, careful_only: bool, monkeypatch: pytest.MonkeyPa
     table = TableUnderTest(mysql_connect, MYSQL, f"Users_{uuid.uuid4().hex[:12]}")
     try:
         plan = scenario(table)
-        connection = RecordingConnection(mysql_connect())
-        users = UsersTable(connection, MYSQL, table.name, f"test.{table.name}")
+        trace = Trace()
+        connection = TracedConnection(mysql_connect(), trace, statement_names(MYSQL, table.name))
+        users = UsersTable(connection, MYSQL, table.name, table.lock_name)
         with monkeypatch.context() as patch:
             if careful_only:
                 patch.setattr(UsersTable, "_optimistic_fits", lambda self, cursor, work: False)
@@ -123,7 +84,7 @@ def outcome(scenario: Scenario, careful_only: bool, monkeypatch: pytest.MonkeyPa
                 got = (type(exc).__name__, str(exc).replace(table.name, "<table>"))
             finally:
                 connection.close()
-        return {"got": got, "rows": contents(table), "sent": names_sent(connection, table.name)}
+        return {"got": got, "rows": contents(table), "sent": names_sent(trace)}
     finally:
         table.drop()
 
@@ -385,20 +346,11 @@ def test_a_write_committed_while_the_optimistic_update_waits_for_its_row_is_drif
         other_cursor = other.cursor()
         other_cursor.execute("START TRANSACTION")
         other_cursor.execute(f"UPDATE {MYSQL.identifier(table.name)} SET Email = %s WHERE UserID = 2", ("app@x.org",))
-        errors: list[BaseException] = []
-        users = UsersTable(mysql_connect(), MYSQL, table.name, f"test.{table.name}")
-
-        def apply() -> None:
-            try:
-                users.apply(plan)
-            except BaseException as exc:
-                errors.append(exc)
-
-        applying = threading.Thread(target=apply)
-        applying.start()
+        users = table.users_table()
+        applying = InBackground(lambda: users.apply(plan))
         wait_for_a_waiting_update(table.name)
         other.commit()
-        applying.join(timeout=60)
+        errors = applying.join()
         users.connection.close()
         other.close()
 
