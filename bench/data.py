@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from identity_sync.extract import POOL_COLUMNS, records_frame
+from identity_sync.extract import RECORD_COLUMNS, records_frame
 from identity_sync.sql import MYSQL, schema_statement
 
 SIDES = ("prod", "dev")
@@ -92,7 +92,7 @@ def build(users: int, folder: Path, seed: int = 7) -> Population:
             "given_name": ["Given"] * users,
             "family_name": ["Family"] * users,
         }
-        columns = [c for c in POOL_COLUMNS if c != "email_norm"]
+        columns = RECORD_COLUMNS
         missing = [c for c in columns if c not in values]
         if missing:
             raise KeyError(f"bench/data.py builds no values for the pool column(s) {missing}")

@@ -17,25 +17,12 @@ from identity_sync.cognito import CognitoHook, user_attributes
 from identity_sync.config import Environment
 from identity_sync.guards import RefusedError
 from identity_sync.identity import normalise_emails
+from identity_sync.matching import POOL_INPUT_COLUMNS
 from identity_sync.ratelimit import RateLimiter, collector_paused
 
 log = logging.getLogger(__name__)
 
-POOL_COLUMNS = [
-    "sub",
-    "username",
-    "email",
-    "email_norm",
-    "internal_user_id",
-    "status",
-    "enabled",
-    "email_verified",
-    "given_name",
-    "family_name",
-]
-
-
-RECORD_COLUMNS = [c for c in POOL_COLUMNS if c != "email_norm"]  # what ListUsers gives; email_norm is derived
+RECORD_COLUMNS = POOL_INPUT_COLUMNS  # what ListUsers gives; email_norm is derived
 _FLAGS = ("enabled", "email_verified")
 _SCHEMA = pa.schema([(c, pa.bool_() if c in _FLAGS else pa.string()) for c in RECORD_COLUMNS])
 CHUNK_USERS = 4_096  # users a slice holds as Python values before they become Arrow arrays (16 slices: 65,536)
@@ -94,7 +81,7 @@ def pool_frame(users: Iterable[dict[str, Any]], attribute: str) -> pd.DataFrame:
 
 
 def records_frame(records: Iterable[tuple[Any, ...] | dict[str, Any]]) -> pd.DataFrame:
-    """Pool users given as records of every POOL_COLUMNS column but email_norm, which is derived."""
+    """Pool users given as records of every RECORD_COLUMNS column (email_norm is derived)."""
     frame = pd.DataFrame.from_records(list(records), columns=RECORD_COLUMNS)
     for column in RECORD_COLUMNS:
         if column not in _FLAGS:

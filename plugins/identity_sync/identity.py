@@ -141,13 +141,6 @@ def _chunks(values: pd.Series) -> list[pa.Array]:
     return arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
 
 
-def positions_in(values: pd.Series, candidates: pd.Series) -> np.ndarray:
-    """The position in ``candidates`` of each of ``values`` (its first, -1 where absent or missing):
-    a linear-time lookup in Arrow's hash table, for joining on a key unique in ``candidates``."""
-    found = pc.index_in(_arrow(values), value_set=_arrow(candidates), skip_nulls=True)
-    return found.fill_null(-1).to_numpy(zero_copy_only=False)
-
-
 def shared_values(values: pd.Series) -> pd.Series:
     """Which entries hold a value that another entry holds too (missing never does): pandas'
     ``notna() & duplicated(keep=False)`` in one Arrow hash pass (``key_codes``) and a count."""

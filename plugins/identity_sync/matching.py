@@ -19,11 +19,12 @@ from identity_sync.identity import (
 )
 
 EMAIL_LINK_STATUSES = ("CONFIRMED", "EXTERNAL_PROVIDER")
-# The pool snapshot's columns normalise reads (email_verified may be absent): the plan reads no others.
-POOL_INPUT_COLUMNS = [
+# The pool snapshot's columns (``extract.extract_pool``'s frame); email_norm is derived from email.
+POOL_COLUMNS = [
     "sub",
     "username",
     "email",
+    "email_norm",
     "internal_user_id",
     "status",
     "enabled",
@@ -31,6 +32,8 @@ POOL_INPUT_COLUMNS = [
     "given_name",
     "family_name",
 ]
+# What ListUsers gives, and what normalise reads (email_verified may be absent): the plan reads no others.
+POOL_INPUT_COLUMNS = [c for c in POOL_COLUMNS if c != "email_norm"]
 # The pool columns the planners read; the rest of the pool frame is dropped at once.
 NORMALISED_POOL_COLUMNS = [
     "sub",

@@ -256,10 +256,6 @@ def _rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> pd.DataFrame:
     return frame[keep] if keep.any() else frame.iloc[:0]
 
 
-def _take(values: pd.Series, positions: np.ndarray) -> pd.Series:
-    return pd.Series(values.array.take(positions))
-
-
 def _from_rows(frame: pd.DataFrame, t: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``frame`` with the table's ``columns`` of each entry's row (``frame["row"]``, a position in ``t``)."""
     positions = frame["row"].to_numpy()
@@ -310,11 +306,11 @@ def _fall_back_by_email(
     bare = _rows(bare, ~shared)
     # Count rows per e-mail among the rows that hold one of these e-mails only (few, after the backfill).
     candidate = member_of(t["email_norm"], bare["email_norm"]).to_numpy()
-    candidates = _rows(t, candidate)["email_norm"]
-    matches = bare["email_norm"].map(candidates.value_counts()).fillna(0).astype(int)
+    candidate_rows = _rows(t, candidate)
+    matches = bare["email_norm"].map(candidate_rows["email_norm"].value_counts()).fillna(0).astype(int)
     issues.add(_rows(bare, matches == 0), "unlinked", SYNC_REASON["unlinked_no_row"])
     issues.add(_rows(bare, matches > 1), "conflict", SYNC_REASON["row_email_shared"], claim_by="email_norm")
-    rows = _rows(t, candidate)[[*TABLE_COLUMNS, "email_norm", "iid"]].assign(row=np.flatnonzero(candidate))
+    rows = candidate_rows[[*TABLE_COLUMNS, "email_norm", "iid"]].assign(row=np.flatnonzero(candidate))
     bare = _rows(bare, matches == 1)
     bare = bare.assign(email_refusal=email_link_refusals(bare)).drop(columns="iid")
     by_email = bare.merge(rows, on="email_norm", how="inner")

@@ -35,8 +35,9 @@ from identity_sync.cognito import (
     user_attributes,
 )
 from identity_sync.config import Environment, Settings
-from identity_sync.extract import POOL_COLUMNS, extract_pool, pool_frame
+from identity_sync.extract import extract_pool, pool_frame
 from identity_sync.guards import RefusedError
+from identity_sync.matching import POOL_COLUMNS
 from identity_sync.pool_checks import check_pool, refuse_writable_attribute
 
 ATTRIBUTE = "custom:internal_user_id"

@@ -53,7 +53,7 @@ def iid(n: int) -> str:
 
 
 def pool(*users: tuple[str | None, str | None, str | None] | tuple[Any, ...]) -> pd.DataFrame:
-    """A pool DataFrame (extract.POOL_COLUMNS) from (sub, email, internal_user_id[, given, family])."""
+    """A pool DataFrame (matching.POOL_COLUMNS) from (sub, email, internal_user_id[, given, family])."""
     records = []
     for user in users:
         sub, email, internal_id, *names = user

@@ -27,8 +27,9 @@ from identity_sync.backfill import (
     simulate_missing_ids,
 )
 from identity_sync.backfill_writes import changed_since_plan
-from identity_sync.extract import POOL_COLUMNS, records_frame
+from identity_sync.extract import records_frame
 from identity_sync.identity import UUID_PATTERN
+from identity_sync.matching import POOL_COLUMNS
 
 TABLE_COLUMNS = ["UserID", "InternalUserID", "CognitoID", "Email", "FirstName", "LastName"]
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from identity_sync import extract
-from identity_sync.extract import POOL_COLUMNS, RECORD_COLUMNS, pool_frame, records_frame
+from identity_sync.extract import RECORD_COLUMNS, pool_frame, records_frame
+from identity_sync.matching import POOL_COLUMNS
 
 ATTRIBUTE = "custom:internal_user_id"
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from identity_sync.extract import POOL_COLUMNS, records_frame
-from identity_sync.identity import ColumnLimit, limit_refusals, positions_in, shared_values
-from identity_sync.matching import NORMALISED_POOL_COLUMNS, email_link_refusals, normalise
+from identity_sync.extract import records_frame
+from identity_sync.identity import ColumnLimit, limit_refusals, shared_values
+from identity_sync.matching import NORMALISED_POOL_COLUMNS, POOL_COLUMNS, email_link_refusals, normalise
 from identity_sync.reconcile import CATEGORIES, SYNC_REASON, plan_changes
 
 
@@ -1000,12 +1000,9 @@ def test_normalised_frames_keep_arrow_strings() -> None:
     assert _arrow_strings(p) == {} and _arrow_strings(t) == {}
 
 
-def test_shared_values_and_positions_in_agree_with_pandas() -> None:
+def test_shared_values_agrees_with_pandas() -> None:
     values = pd.Series(["a", "b", None, "a", "c", None], dtype="string")
 
     assert shared_values(values).tolist() == (values.notna() & values.duplicated(keep=False)).tolist()
     assert not shared_values(pd.Series(["a", None, None], dtype="string")).any()  # missing is never shared
     assert shared_values(pd.Series([], dtype="string")).tolist() == []
-    candidates = pd.Series(["x", None, "b", "a"], dtype="string", index=[10, 11, 12, 13])
-    assert positions_in(values, candidates).tolist() == [3, 2, -1, 3, -1, -1]  # positions, not labels
-    assert positions_in(values, candidates.iloc[:0]).tolist() == [-1] * 6

@@ -21,7 +21,7 @@ def _pool(users: list[tuple[str, str | None, str | None]]) -> pd.DataFrame:
     frame["username"] = "user-" + frame["sub"]
     frame["status"] = "CONFIRMED"
     frame["enabled"] = True
-    frame["email_verified"] = True  # extract.POOL_COLUMNS: only verified users link by e-mail
+    frame["email_verified"] = True  # matching.POOL_COLUMNS: only verified users link by e-mail
     frame["given_name"] = "Ada"
     frame["family_name"] = "Lovelace"
     frame["email_norm"] = frame["email"].str.strip().str.lower()
