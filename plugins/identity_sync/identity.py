@@ -102,11 +102,11 @@ def email_keys(emails: pd.Series) -> pd.Series:
 def normalise_internal_ids(values: pd.Series) -> pd.Series:
     """Lower-case canonical UUIDs; anything that is not a UUID becomes missing."""
     text = values.astype("string")
-    if pc.all(pc.match_substring_regex(_arrow(text), UUID_PATTERN)).as_py() is not False:
+    if pc.all(pc.match_substring_regex(arrow_strings(text), UUID_PATTERN)).as_py() is not False:
         return text  # every id already canonical (nothing to trim or lower-case): one scan, no copy
     ids = lowered(trimmed(text))
     # Arrow's RE2 (no Python fallback): the values are trimmed, so ``$`` never meets a trailing newline.
-    valid = pc.match_substring_regex(_arrow(ids), UUID_PATTERN).fill_null(False)
+    valid = pc.match_substring_regex(arrow_strings(ids), UUID_PATTERN).fill_null(False)
     if pc.all(valid).as_py() is not False:
         return ids
     return ids.where(valid.to_numpy(zero_copy_only=False))
@@ -131,13 +131,14 @@ def member_of(values: pd.Series, candidates: Iterable[object] | pd.Series) -> pd
     return values.isin(pool) & values.notna()
 
 
-def _arrow(values: pd.Series) -> pa.Array | pa.ChunkedArray:
-    """``values`` as Arrow text: the same memory for Arrow-backed strings (chunked as read), else converted."""
+def arrow_strings(values: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """``values`` as Arrow text: the same memory for Arrow-backed strings (chunked as read), else converted.
+    Hash passes, lookups and takes on it work on the column's own buffers."""
     return pa.array(values, type=pa.large_string(), from_pandas=True)
 
 
 def _chunks(values: pd.Series) -> list[pa.Array]:
-    arrow = _arrow(values)
+    arrow = arrow_strings(values)
     return arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
 
 
@@ -187,7 +188,7 @@ def _same(a: pd.Series, b: pd.Series) -> bool:
     """Equal text at every position (``a`` is ``b`` transformed value by value: missing in the same places)."""
     if a.isna().sum() != b.isna().sum():
         return False
-    return pc.all(pc.equal(_arrow(a), _arrow(b))).as_py() is not False
+    return pc.all(pc.equal(arrow_strings(a), arrow_strings(b))).as_py() is not False
 
 
 def blank_as_missing(text: pd.Series) -> pd.Series:

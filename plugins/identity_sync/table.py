@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from identity_sync.apply_conflicts import Collisions, reason, resolve_collisions
 from identity_sync.config import Environment
 from identity_sync.guards import RefusedError
-from identity_sync.identity import ColumnLimit, limit_refusals, new_internal_id
+from identity_sync.identity import ColumnLimit, arrow_strings, limit_refusals, new_internal_id
 from identity_sync.reconcile import INSERT_COLUMNS, LIMITED_COLUMNS, SYNC_ISSUE_COLUMNS, TABLE_COLUMNS, Plan
 from identity_sync.sql import STAGED_KEY_TABLES, Dialect, dialect_for, statement, statements
 from identity_sync.staging import Stager
@@ -125,7 +125,11 @@ class StagedWork:
                 }
             )
         inserts = plan.inserts
-        order = pc.sort_indices(_arrow_strings(inserts["InternalUserID"])).to_numpy() if len(inserts) else []
+        order = (
+            pc.sort_indices(arrow_strings(inserts["InternalUserID"].astype("string"))).to_numpy()
+            if len(inserts)
+            else []
+        )
         inserts = pd.DataFrame({name: _take_strings(inserts[name], order) for name in INSERT_COLUMNS})
         return cls(keys=keys, inserts=inserts, table_rows=int(plan.metrics.get("table_rows", 0)))
 
@@ -440,6 +444,14 @@ class UsersTable:
         """
         if self.dialect.name != "mysql":
             return False
+        unchanged = [column for column, frame in work.keys.items() if _sets_a_value_it_holds(frame)]
+        if unchanged:  # the careful path reports such a row as not written, as it always has
+            log.info("careful apply: a staged %s value equals its old value", ", ".join(unchanged))
+            return False
+        likely = [column for column, frame in work.keys.items() if _takes_staged_values(frame)]
+        if likely:
+            log.info("careful apply: staged %s values are taken from other staged rows (swaps)", ", ".join(likely))
+            return False
         needed = {column for column, frame in work.keys.items() if len(frame)}
         if len(work.inserts):
             needed |= {"InternalUserID", *KEY_COLUMNS}
@@ -450,14 +462,6 @@ class UsersTable:
         guarded = {next(iter(c)) for c in columns.values() if len(c) == 1}
         if not needed <= guarded:
             log.info("careful apply: no single-column unique index on %s", ", ".join(sorted(needed - guarded)))
-            return False
-        unchanged = [column for column, frame in work.keys.items() if _sets_a_value_it_holds(frame)]
-        if unchanged:  # the careful path reports such a row as not written, as it always has
-            log.info("careful apply: a staged %s value equals its old value", ", ".join(unchanged))
-            return False
-        likely = [column for column, frame in work.keys.items() if _takes_staged_values(frame)]
-        if likely:
-            log.info("careful apply: staged %s values are taken from other staged rows (swaps)", ", ".join(likely))
             return False
         return True
 
@@ -476,7 +480,7 @@ class UsersTable:
             for column, frame in sorted(work.keys.items(), key=lambda item: len(item[1])):
                 if frame.empty:
                     continue
-                table_first = len(frame) / work.table_rows > TABLE_FIRST_SHARE if work.table_rows else False
+                table_first = self._table_first(len(frame), work)
                 cursor.execute(
                     self._sql("set_keys_as_planned_table_first" if table_first else "set_keys_as_planned", column)
                 )
@@ -595,6 +599,10 @@ class UsersTable:
             work.demote_inserts({i: reason(kind, c) for i, (c, kind) in resolution.demoted_inserts.items()})
         work.clear = resolution.clear
 
+    def _table_first(self, rows: int, work: StagedWork) -> bool:
+        """Whether Users drives an UPDATE's join (in primary-key order): MySQL, and a large share changing."""
+        return self.dialect.name == "mysql" and bool(work.table_rows) and rows / work.table_rows > TABLE_FIRST_SHARE
+
     def _write_column(self, cursor: Any, column: str, work: StagedWork) -> None:
         """Clear the values other staged rows take (swaps, chains), then one plain UPDATE of the staged rows.
 
@@ -609,8 +617,7 @@ class UsersTable:
             chunk = clear[start : start + IDS_PER_STATEMENT]
             cursor.execute(self._sql("clear_keys", column, ids=len(chunk)), tuple(chunk))
             _check_count(f"clearing {column}", cursor.rowcount, len(chunk))
-        share = len(frame) / work.table_rows if work.table_rows else 0.0
-        table_first = self.dialect.name == "mysql" and share > TABLE_FIRST_SHARE
+        table_first = self._table_first(len(frame), work)
         cursor.execute(self._sql("set_keys_table_first" if table_first else "set_keys", column))
         # MySQL counts the rows an UPDATE changed: a row cleared above whose new value is NULL is not.
         unchanged = frame["UserID"].isin(clear) & frame["NewValue"].isna() if self.dialect.name == "mysql" else False
@@ -630,14 +637,11 @@ def _without_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _arrow_strings(values: pd.Series) -> pa.ChunkedArray:
-    """The Arrow strings behind a column (no copy when it is Arrow-backed already)."""
-    return pa.chunked_array(pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True))
-
-
 def _take_strings(values: pd.Series, rows: Any) -> pd.arrays.ArrowStringArray:
     """``values`` at positions ``rows``, as pandas' Arrow-backed ``string``."""
-    return pd.arrays.ArrowStringArray(_arrow_strings(values).take(pa.array(rows, type=pa.int64())))
+    return pd.arrays.ArrowStringArray(
+        pa.chunked_array(arrow_strings(values.astype("string")).take(pa.array(rows, type=pa.int64())))
+    )
 
 
 def _sets_a_value_it_holds(frame: pd.DataFrame) -> bool:
